@@ -1,0 +1,191 @@
+"""``PCBDataModule``: a dataset folder in the canonical layout, its fixed holdout, and loaders.
+
+``prepare_data`` (run once per machine by Lightning) generates the synthetic set if asked and
+missing, validates the dataset (every problem at once, before any training), and creates or
+extends ``splits.csv``. ``setup`` only reads.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from pcbseg.data.datamodule import PCBDataModule
+    >>> root = pathlib.Path(tempfile.mkdtemp()) / "synthetic"
+    >>> dm = PCBDataModule(root, batch_size=2, crop_size=64, synth={"num_boards": 6, "size": 96, "workers": 1})
+    >>> dm.prepare_data(); dm.setup("fit")
+    >>> batch = next(iter(dm.train_dataloader()))
+    >>> tuple(batch["image"].shape), tuple(batch["mask"].shape), dm.num_classes
+    ((2, 3, 64, 64), (2, 64, 64), 7)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import lightning as L
+from torch.utils.data import DataLoader
+
+from pcbseg.data.dataset import PadCollate, SegmentationDataset, TileDataset
+from pcbseg.data.layout import DatasetError, DatasetLayout
+from pcbseg.data.splits import SPLIT_NAMES, ensure_splits, read_splits
+from pcbseg.data.synth import SYNTH_META, write_dataset
+from pcbseg.data.validate import check_dataset, image_infos
+from pcbseg.taxonomy import Taxonomy, load_classes
+
+log = logging.getLogger(__name__)
+
+
+class PCBDataModule(L.LightningDataModule):
+    """Train on random crops, validate and test on whole images (or fixed tiles).
+
+    Args:
+        root: dataset folder (``images/ masks/ classes.yaml splits.csv``).
+        batch_size: training batch size; ``val_batch_size`` defaults to it.
+        num_workers: DataLoader worker processes.
+        crop_size: side of the random training crop (images smaller than it are padded with ignore).
+        augment: albumentations transforms applied to each training crop (built from ``conf/augment``).
+        mean, std: normalisation of the encoder's pretrained weights, in [0, 1] units; ``None``
+            leaves images scaled to [0, 1]. The training entry point passes the model's.
+        valid_pct, test_pct, split_seed, group_pattern: used once, when ``splits.csv`` is created.
+        regenerate_splits: replace an existing ``splits.csv`` (a backup is kept).
+        new_images: ``"train"`` or ``"error"`` for images the split file does not list yet.
+        val_tile: if set, evaluate on ``val_tile``-sized tiles instead of whole images.
+        pad_divisor: whole images are padded to a multiple of this (the encoder's stride).
+        synth: if given, generate a synthetic dataset with these ``write_dataset`` arguments
+            into ``root`` when it is missing; an existing one made with other arguments is an error.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        crop_size: int = 256,
+        augment: A.BaseCompose | Sequence[A.BasicTransform] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        valid_pct: float = 0.2,
+        test_pct: float = 0.0,
+        split_seed: int = 42,
+        group_pattern: str | None = None,
+        regenerate_splits: bool = False,
+        new_images: str = "train",
+        val_tile: int | None = None,
+        val_batch_size: int | None = None,
+        pad_divisor: int = 32,
+        pin_memory: bool = False,
+        synth: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.layout = DatasetLayout(root)
+        self.batch_size, self.num_workers, self.crop_size = batch_size, num_workers, crop_size
+        self.augment = augment
+        self.mean, self.std = mean, std
+        self.split_args = {"valid_pct": valid_pct, "test_pct": test_pct, "seed": split_seed,
+                           "group_pattern": group_pattern, "new_images": new_images}
+        self.regenerate_splits = regenerate_splits
+        self.val_tile, self.val_batch_size, self.pad_divisor = val_tile, val_batch_size or batch_size, pad_divisor
+        self.pin_memory = pin_memory
+        self.synth = dict(synth) if synth else None
+        self.taxonomy: Taxonomy | None = None
+        self.datasets: dict[str, SegmentationDataset | TileDataset] = {}
+
+    # data on disk ---------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.synth is not None:
+            self._ensure_synthetic()
+        for warning in check_dataset(self.layout.root):
+            log.warning(str(warning))
+        images, _ = self.layout.image_files()
+        ensure_splits(self.layout.splits, images, regenerate=self.regenerate_splits, **self.split_args)
+        self.regenerate_splits = False  # asked once, done once: a second prepare_data must not redo it
+
+    def _ensure_synthetic(self) -> None:
+        meta_path = self.layout.root / SYNTH_META
+        if not self.layout.root.exists() or not any(self.layout.root.iterdir()):
+            log.info("Generating the synthetic dataset in %s (%s)", self.layout.root, self.synth)
+            try:
+                write_dataset(self.layout.root, **self.synth)
+            except OSError:
+                if not meta_path.exists():  # another process finishing first is fine; anything else is not
+                    raise
+            return
+        if not meta_path.exists():
+            raise DatasetError(self.layout.root, f"exists but has no {SYNTH_META}: not a synthetic dataset; "
+                               "use data=folder to train on it, or point data.root elsewhere")
+        made = json.loads(meta_path.read_text())
+        differs = {k: (made.get(k), v) for k, v in self.synth.items() if k != "workers" and made.get(k) != v}
+        if differs:
+            detail = ", ".join(f"{k}: made with {a!r}, asked {b!r}" for k, (a, b) in differs.items())
+            raise DatasetError(self.layout.root, f"synthetic dataset was made with other settings ({detail}); "
+                               "set data.root to a new folder to generate another, or delete this one")
+
+    # datasets -------------------------------------------------------------------------------
+    def _train_transform(self) -> A.Compose:
+        ignore = self.taxonomy.ignore_index
+        steps: list = [
+            A.PadIfNeeded(self.crop_size, self.crop_size, position="random", border_mode=0, fill=0, fill_mask=ignore),
+            A.RandomCrop(self.crop_size, self.crop_size),
+        ]
+        if self.augment is not None:
+            steps += [self.augment] if isinstance(self.augment, A.BaseCompose) else list(self.augment)
+        return A.Compose(steps + self._normalize())
+
+    def _normalize(self) -> list:
+        if self.mean is None or self.std is None:
+            return []
+        return [A.Normalize(mean=tuple(self.mean), std=tuple(self.std), max_pixel_value=255.0)]
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.layout.splits.exists():
+            raise DatasetError(self.layout.splits, "missing; run prepare_data() first (the Trainer does)")
+        self.taxonomy = load_classes(self.layout.classes)
+        rows = read_splits(self.layout.splits)
+        self.split_ids = {s: sorted(r.id for r in rows if r.split == s) for s in SPLIT_NAMES}
+        if not self.split_ids["train"] and stage in (None, "fit"):
+            raise DatasetError(self.layout.splits, "no image is in the train split")
+        self.datasets["train"] = SegmentationDataset(self.layout.root, self.split_ids["train"], self._train_transform())
+        evaluate = A.Compose(self._normalize())
+        infos = image_infos(self.layout.root) if self.val_tile else {}
+        for split in ("val", "test"):
+            ds = SegmentationDataset(self.layout.root, self.split_ids[split], evaluate)
+            if self.val_tile:
+                sizes = [(infos[i].height, infos[i].width) for i in ds.ids]
+                ds = TileDataset(ds, sizes, self.val_tile, self.taxonomy.ignore_index)
+            self.datasets[split] = ds
+        log.info("Dataset %s: %s", self.layout.root, {s: len(v) for s, v in self.split_ids.items()})
+
+    @property
+    def num_classes(self) -> int:
+        return (self.taxonomy or load_classes(self.layout.classes)).num_classes
+
+    @property
+    def ignore_index(self) -> int:
+        return (self.taxonomy or load_classes(self.layout.classes)).ignore_index
+
+    # loaders --------------------------------------------------------------------------------
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        ds = self.datasets[split]
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(ds) > batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            collate_fn=PadCollate(self.pad_divisor, self.taxonomy.ignore_index),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if not self.split_ids["test"]:
+            raise DatasetError(self.layout.splits, "no image is in the test split (set data.test_pct when the split is made)")
+        return self._loader("test", self.val_batch_size, shuffle=False)

@@ -1,0 +1,106 @@
+"""Torch datasets over the canonical layout: whole images, or fixed tiles of them.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from pcbseg.data.synth import write_dataset
+    >>> root = write_dataset(pathlib.Path(tempfile.mkdtemp()) / "d", num_boards=2, size=64, workers=1)
+    >>> ds = SegmentationDataset(root, ["board_00000"])
+    >>> s = ds[0]; s["image"].shape, s["mask"].dtype
+    (torch.Size([3, 64, 64]), torch.int64)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from pcbseg.data.layout import DatasetLayout, read_image, read_mask
+
+
+def to_tensor_pair(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """HxWxC float/uint8 and HxW uint8 -> CxHxW float32 and HxW int64."""
+    img = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    img = img.float().div_(255.0) if img.dtype == torch.uint8 else img.float()
+    return img, torch.from_numpy(np.ascontiguousarray(mask)).long()
+
+
+class SegmentationDataset(Dataset):
+    """Image/mask pairs by id; ``transform`` is an albumentations pipeline applied to both.
+
+    Without a ``Normalize`` in the pipeline, images come out scaled to [0, 1].
+    """
+
+    def __init__(self, root: str | Path, ids: Sequence[str], transform: A.BaseCompose | None = None):
+        self.layout = DatasetLayout(root)
+        images, _ = self.layout.image_files()
+        missing = [i for i in ids if i not in images]
+        if missing:
+            raise KeyError(f"{self.layout.images}: no image for id(s) {missing[:5]}")
+        self.ids = list(ids)
+        self.paths = [images[i] for i in self.ids]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return read_image(self.paths[index]), read_mask(self.layout.mask_path(self.ids[index]))
+
+    def __getitem__(self, index: int) -> dict:
+        image, mask = self.load(index)
+        if self.transform is not None:
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        img, msk = to_tensor_pair(image, mask)
+        return {"image": img, "mask": msk, "id": self.ids[index]}
+
+
+class TileDataset(Dataset):
+    """Non-overlapping ``tile`` x ``tile`` windows of every image, edge tiles padded with ignore."""
+
+    def __init__(self, base: SegmentationDataset, sizes: Sequence[tuple[int, int]], tile: int, ignore_index: int = 255):
+        self.base, self.tile, self.ignore_index = base, tile, ignore_index
+        self.index = [(i, y, x) for i, (h, w) in enumerate(sizes)
+                      for y in range(0, h, tile) for x in range(0, w, tile)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> dict:
+        i, y, x = self.index[k]
+        sample = self.base[i]  # the base dataset caches nothing: tiles of one image share a read
+        img = sample["image"][:, y:y + self.tile, x:x + self.tile]
+        msk = sample["mask"][y:y + self.tile, x:x + self.tile]
+        ph, pw = self.tile - img.shape[1], self.tile - img.shape[2]
+        if ph or pw:
+            img = F.pad(img, (0, pw, 0, ph))
+            msk = F.pad(msk, (0, pw, 0, ph), value=self.ignore_index)
+        return {"image": img, "mask": msk, "id": f"{sample['id']}@{y},{x}"}
+
+
+class PadCollate:
+    """Batch images of different sizes: pad each to the batch's largest, rounded up to ``divisor``.
+
+    Padding is zero in the image and ``ignore_index`` in the mask, so no metric counts it.
+    """
+
+    def __init__(self, divisor: int = 32, ignore_index: int = 255):
+        self.divisor, self.ignore_index = divisor, ignore_index
+
+    def __call__(self, batch: list[dict]) -> dict:
+        d = self.divisor
+        h = max(s["image"].shape[1] for s in batch)
+        w = max(s["image"].shape[2] for s in batch)
+        h, w = -(-h // d) * d, -(-w // d) * d
+        images, masks = [], []
+        for s in batch:
+            ph, pw = h - s["image"].shape[1], w - s["image"].shape[2]
+            images.append(F.pad(s["image"], (0, pw, 0, ph)))
+            masks.append(F.pad(s["mask"], (0, pw, 0, ph), value=self.ignore_index))
+        return {"image": torch.stack(images), "mask": torch.stack(masks), "id": [s["id"] for s in batch]}

@@ -1,0 +1,85 @@
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcbseg.data.layout import read_mask
+from pcbseg.data.synth import render_board, write_dataset
+from pcbseg.data.validate import validate_dataset
+from pcbseg.taxonomy import get_taxonomy, load_classes
+
+
+def _digest(arr: np.ndarray) -> str:
+    return hashlib.sha256(arr.tobytes()).hexdigest()
+
+
+def test_same_seed_gives_identical_board_and_other_seeds_differ():
+    a_img, a_mask = render_board(11, size=128)
+    b_img, b_mask = render_board(11, size=128)
+    c_img, _ = render_board(12, size=128)
+    assert _digest(a_img) == _digest(b_img) and _digest(a_mask) == _digest(b_mask)
+    assert _digest(a_img) != _digest(c_img)
+
+
+@pytest.mark.parametrize("taxonomy", ["default", "fine"])
+def test_every_class_appears_in_a_generated_set(taxonomy: str):
+    tax = get_taxonomy(taxonomy)
+    seen: set[int] = set()
+    for seed in range(30):
+        seen |= set(np.unique(render_board(seed, size=192, taxonomy=taxonomy)[1]).tolist())
+        if set(range(tax.num_classes)) <= seen:
+            break
+    missing = [tax.names[i] for i in range(tax.num_classes) if i not in seen]
+    assert not missing, f"classes never rendered: {missing}"
+    assert seen <= set(range(tax.num_classes)) | {tax.ignore_index}
+
+
+def test_labels_are_mostly_valid_not_ignore():
+    _, mask = render_board(5, size=160)
+    assert (mask == 255).mean() < 0.02
+    assert 0.2 < (mask == 0).mean() < 0.95  # board shows, but is not blank
+
+
+def test_written_dataset_is_byte_identical_for_the_same_seed(tmp_path: Path):
+    a = write_dataset(tmp_path / "a", num_boards=5, size=64, seed=3, workers=2)
+    b = write_dataset(tmp_path / "b", num_boards=5, size=64, seed=3, workers=1)
+    for sub in ("images", "masks"):
+        names = sorted(p.name for p in (a / sub).iterdir())
+        assert len(names) == 5 and names == sorted(p.name for p in (b / sub).iterdir())
+        for name in names:
+            assert (a / sub / name).read_bytes() == (b / sub / name).read_bytes(), f"{sub}/{name} differs"
+    assert (a / "splits.csv").read_bytes() == (b / "splits.csv").read_bytes()
+    assert validate_dataset(a) == []
+
+
+def test_fine_dataset_writes_its_taxonomy(tmp_path: Path):
+    root = write_dataset(tmp_path / "fine", num_boards=4, size=96, taxonomy="fine", workers=1)
+    tax = load_classes(root / "classes.yaml")
+    assert tax == get_taxonomy("fine")
+    assert max(int(read_mask(p)[read_mask(p) != 255].max()) for p in (root / "masks").iterdir()) < tax.num_classes
+
+
+def test_write_dataset_refuses_to_overwrite(tmp_path: Path):
+    root = write_dataset(tmp_path / "d", num_boards=2, size=64, workers=1)
+    before = (root / "images" / "board_00000.png").read_bytes()
+    with pytest.raises(FileExistsError, match="not empty"):
+        write_dataset(root, num_boards=2, size=64, seed=99, workers=1)
+    assert (root / "images" / "board_00000.png").read_bytes() == before
+    write_dataset(root, num_boards=2, size=64, seed=99, workers=1, overwrite=True)
+    assert (root / "images" / "board_00000.png").read_bytes() != before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_cli_writes_dataset_and_refuses_a_second_time(tmp_path: Path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "pcbseg.cli.synth", f"out={out}", "num_boards=3", "size=64", "seed=1", "taxonomy=fine"]
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in (out / "images").iterdir()) == [f"board_0000{i}.png" for i in range(3)]
+    assert load_classes(out / "classes.yaml").name == "fine"
+    second = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert second.returncode == 1 and "not empty" in second.stdout + second.stderr
+    assert not (tmp_path / "outputs").exists()  # pcbseg-synth leaves no Hydra run folders behind
