@@ -88,7 +88,11 @@ def test_regenerate_only_when_asked_and_keeps_a_backup(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [("name,split\n", "header"), ("id,split,group\na,holdout,a\n", "holdout"), ("id,split,group\na,val,a\na,train,a\n", "already listed")],
+    [
+        ("name,split\n", "header"),
+        ("id,split,group\na,holdout,a\n", "holdout"),
+        ("id,split,group\na,val,a\na,train,a\n", "already listed"),
+    ],
 )
 def test_malformed_split_file_is_named(tmp_path: Path, content: str, needle: str):
     path = tmp_path / "splits.csv"

@@ -83,3 +83,10 @@ def test_cli_prints_problems_and_exits_nonzero(dataset: Path):
     (dataset / "masks" / "board_00002.png").unlink()
     bad = subprocess.run([sys.executable, "-m", "pcbseg.data.validate", str(dataset)], capture_output=True, text=True)
     assert bad.returncode == 1 and "board_00002" in bad.stdout
+
+
+def test_group_on_both_sides_of_the_holdout_is_reported(dataset: Path):
+    text = (dataset / "splits.csv").read_text().replace("board_00001,train,board_00001", "board_00001,train,board_00000")
+    text = text.replace("board_00000,train,board_00000", "board_00000,val,board_00000")
+    (dataset / "splits.csv").write_text(text)
+    assert any("board_00000" in m and "leaks" in m for m in _errors(dataset))

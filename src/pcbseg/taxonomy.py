@@ -116,7 +116,7 @@ class Taxonomy:
             "name": self.name,
             "ignore_index": self.ignore_index,
             "classes": [
-                {"id": i, "name": n, "color": list(c)} for i, (n, c) in enumerate(zip(self.names, self.colors))
+                {"id": i, "name": n, "color": list(c)} for i, (n, c) in enumerate(zip(self.names, self.colors, strict=True))
             ],
         }
 

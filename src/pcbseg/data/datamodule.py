@@ -79,6 +79,8 @@ class PCBDataModule(L.LightningDataModule):
         synth: dict[str, Any] | None = None,
     ):
         super().__init__()
+        if crop_size % pad_divisor:
+            raise ValueError(f"crop_size={crop_size} must be a multiple of pad_divisor={pad_divisor} (the encoder's stride)")
         self.layout = DatasetLayout(root)
         self.batch_size, self.num_workers, self.crop_size = batch_size, num_workers, crop_size
         self.augment = augment
@@ -176,7 +178,8 @@ class PCBDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
-            collate_fn=PadCollate(self.pad_divisor, self.taxonomy.ignore_index),
+            # Training crops share one size already; whole val/test images need padding to batch.
+            collate_fn=None if shuffle else PadCollate(self.pad_divisor, self.taxonomy.ignore_index),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -324,14 +324,13 @@ class _Board:
             for i in range(n):
                 off = (i + 0.5) * pitch * self.ppm
                 x, y = (x0 + w / 2, y0 + off) if vertical else (x0 + off, y0 + h / 2)
-                if i == 0 and square_first:
-                    half = pad_d * self.ppm / 2
-                    poly = np.round(np.array([[x - half, y - half], [x + half, y - half], [x + half, y + half], [x - half, y + half]]) * _ONE).astype(np.int32)
+                if i == 0 and square_first:  # pin 1 is square
+                    poly = self._rect_poly((x, y), 0, (0.0, 0.0, pad_d, pad_d))
                     cv2.fillPoly(self.layers.pad, [poly], 1, cv2.LINE_8, _SHIFT)
                 else:
                     self._circle(self.layers.pad, (x, y), pad_d * self.ppm)
                 self._circle(self.layers.hole, (x, y), drill_d * self.ppm)
-                self.pins.append((x, y, 0.0 if vertical else 0.0, 1.0 if not vertical else 0.0))
+                self.pins.append((x, y, *((1.0, 0.0) if vertical else (0.0, 1.0))))
 
     def _polyline(self, pts: list[tuple[float, float]], width_px: float) -> None:
         arr = np.round(np.asarray(pts) * _ONE).astype(np.int32)
@@ -342,10 +341,7 @@ class _Board:
         dx, dy = b[0] - a[0], b[1] - a[1]
         diag = min(abs(dx), abs(dy))
         sx, sy = math.copysign(1, dx), math.copysign(1, dy)
-        if abs(dx) > abs(dy):
-            straight = (abs(dx) - diag) * sx, 0.0
-        else:
-            straight = 0.0, (abs(dy) - diag) * sy
+        straight = ((abs(dx) - diag) * sx, 0.0) if abs(dx) > abs(dy) else (0.0, (abs(dy) - diag) * sy)
         t = self.rng.uniform(0, 1)
         p1 = (a[0] + straight[0] * t, a[1] + straight[1] * t)
         p2 = (p1[0] + diag * sx, p1[1] + diag * sy)
@@ -619,7 +615,7 @@ def _camera(rng: np.random.Generator, img: np.ndarray, lab: np.ndarray, out: int
     rgb = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     if rng.random() < 0.7:
         q = int(rng.integers(40, 96))
-        ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+        _, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
         rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
     return np.ascontiguousarray(rgb), lab
 

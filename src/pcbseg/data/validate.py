@@ -3,7 +3,7 @@
 Example:
     >>> import tempfile
     >>> from pcbseg.data.validate import validate_dataset
-    >>> [str(p) for p in validate_dataset(tempfile.mkdtemp())][0].endswith("no images/ folder")
+    >>> [str(p) for p in validate_dataset(tempfile.mkdtemp())][-1].endswith("no images/ folder")
     True
 """
 
@@ -54,12 +54,14 @@ def _check_pair(image_id: str, image: Path, mask: Path, tax: Taxonomy | None) ->
     except DatasetError as e:
         return [Problem(e.path, e.reason)], info
     if m.shape != img.shape[:2]:
-        problems.append(Problem(mask, f"mask is {m.shape[1]}x{m.shape[0]} but its image {image.name} is {img.shape[1]}x{img.shape[0]} (WxH)"))
+        problems.append(Problem(
+            mask, f"mask is {m.shape[1]}x{m.shape[0]} but its image {image.name} is {img.shape[1]}x{img.shape[0]} (WxH)"))
     if tax is not None:
         values = np.unique(m)
         bad = [int(v) for v in values if v >= tax.num_classes and v != tax.ignore_index]
         if bad:
-            problems.append(Problem(mask, f"class id(s) {bad} not in classes.yaml (ids 0..{tax.num_classes - 1}, ignore {tax.ignore_index})"))
+            problems.append(Problem(
+                mask, f"class id(s) {bad} not in classes.yaml (ids 0..{tax.num_classes - 1}, ignore {tax.ignore_index})"))
     return problems, info
 
 
@@ -75,7 +77,7 @@ def validate_dataset(root: str | Path, workers: int = 4) -> list[Problem]:
     except TaxonomyError as e:
         problems.append(Problem(layout.classes, str(e).split(": ", 1)[-1]))
     if not layout.images.is_dir():
-        return problems + [Problem(layout.root, "no images/ folder")]
+        return [*problems, Problem(layout.root, "no images/ folder")]
     images, dupes = layout.image_files()
     for image_id, paths in dupes:
         problems.append(Problem(paths[0], f"id {image_id!r} is used by several files: {[p.name for p in paths]}"))
@@ -101,7 +103,7 @@ def validate_dataset(root: str | Path, workers: int = 4) -> list[Problem]:
             if missing:
                 problems.append(Problem(layout.splits, f"names {len(missing)} id(s) with no image: {missing[:5]}"))
             for group, splits in sorted(leaking_groups(rows).items())[:10]:
-                problems.append(Problem(layout.splits, f"group {group!r} is in several splits {sorted(splits)}: the holdout leaks"))
+                problems.append(Problem(layout.splits, f"group {group!r} is in splits {sorted(splits)}: the holdout leaks"))
             listed = {r.id for r in rows}
             unlisted = [i for i in images if i not in listed]
             if unlisted:

@@ -1,0 +1,117 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from pcbseg.config import compose
+from pcbseg.data.datamodule import PCBDataModule
+from pcbseg.data.layout import DatasetError, read_mask
+from pcbseg.data.splits import read_splits
+
+
+def _dm(root: Path, *overrides: str) -> PCBDataModule:
+    cfg = compose("synth", ["+data=folder", f"data.root={root}", "data.num_workers=0", *overrides])
+    return instantiate(cfg.data)
+
+
+def test_loaders_follow_splits_csv(dataset: Path):
+    dm = _dm(dataset, "data.batch_size=2", "data.crop_size=64")
+    dm.prepare_data()
+    dm.setup("fit")
+    rows = read_splits(dataset / "splits.csv")
+    val = sorted(r.id for r in rows if r.split == "val")
+    seen_val = [i for b in dm.val_dataloader() for i in b["id"]]
+    assert sorted(seen_val) == val and val
+    seen_train = {i for b in dm.train_dataloader() for i in b["id"]}
+    assert seen_train.isdisjoint(val)
+
+
+def test_train_batches_are_random_crops_val_batches_are_whole_padded_images(dataset: Path):
+    dm = _dm(dataset, "data.batch_size=3", "data.crop_size=64", "data.pad_divisor=32")
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (3, 3, 64, 64) and batch["image"].dtype == torch.float32
+    assert batch["mask"].shape == (3, 64, 64) and batch["mask"].dtype == torch.int64
+    vb = next(iter(dm.val_dataloader()))
+    assert vb["image"].shape[-2:] == (96, 96)  # 96 is a multiple of 32: whole image, no padding
+    truth = read_mask(dataset / "masks" / f"{vb['id'][0]}.png")
+    assert np.array_equal(vb["mask"][0].numpy(), truth)
+
+
+def test_padding_is_ignored_in_the_mask(dataset: Path):
+    dm = _dm(dataset, "data.pad_divisor=64", "data.crop_size=128")
+    dm.prepare_data()
+    dm.setup("fit")
+    vb = next(iter(dm.val_dataloader()))
+    assert vb["image"].shape[-2:] == (128, 128)
+    assert (vb["mask"][:, 96:, :] == 255).all() and (vb["mask"][:, :, 96:] == 255).all()
+    tb = next(iter(dm.train_dataloader()))  # crop larger than the image: padded with ignore too
+    assert (tb["mask"] == 255).float().mean() > 0.3
+
+
+def test_normalisation_comes_from_the_caller(dataset: Path):
+    dm = _dm(dataset)
+    dm.mean, dm.std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    dm.prepare_data()
+    dm.setup("fit")
+    img = next(iter(dm.val_dataloader()))["image"]
+    assert img.min() < -0.5 and img.max() <= 1.0  # (x - 0.5) / 0.5 lands in [-1, 1]
+    raw = _dm(dataset)
+    raw.setup("fit")
+    img = next(iter(raw.val_dataloader()))["image"]
+    assert img.min() >= 0 and img.max() <= 1
+
+
+def test_crop_must_fit_the_encoder_stride(dataset: Path):
+    with pytest.raises(Exception, match="multiple of pad_divisor=32"):  # Hydra wraps the ValueError
+        _dm(dataset, "data.crop_size=48")
+
+
+def test_val_tiles_cover_each_image(dataset: Path):
+    dm = _dm(dataset, "data.val_tile=64", "data.batch_size=4")
+    dm.prepare_data()
+    dm.setup("fit")
+    n_val = len(dm.split_ids["val"])
+    tiles = [b for b in dm.val_dataloader()]
+    assert sum(len(b["id"]) for b in tiles) == n_val * 4  # 96 px -> 2x2 tiles of 64
+    assert all(b["image"].shape[-2:] == (64, 64) for b in tiles)
+
+
+def test_augment_pipeline_is_applied_to_training_only(dataset: Path):
+    cfg = compose("synth", ["+data=folder", f"data.root={dataset}", "data.num_workers=0", "+augment=heavy"])
+    dm = instantiate(cfg.data, augment=instantiate(cfg.augment))
+    dm.prepare_data()
+    dm.setup("fit")
+    assert "Affine" in repr(dm.datasets["train"].transform)
+    assert "Affine" not in repr(dm.datasets["val"].transform)
+
+
+def test_synthetic_config_generates_once_then_reuses(tmp_path: Path):
+    overrides = [f"paths.data_dir={tmp_path}", "data.synth.num_boards=5", "data.synth.size=64", "data.num_workers=0"]
+    cfg = compose("synth", ["+data=synthetic", *overrides])
+    assert cfg.data.root == f"{tmp_path}/synthetic"
+    dm = instantiate(cfg.data)
+    dm.prepare_data()
+    made = (tmp_path / "synthetic" / "images" / "board_00000.png").stat().st_mtime_ns
+    instantiate(cfg.data).prepare_data()
+    assert (tmp_path / "synthetic" / "images" / "board_00000.png").stat().st_mtime_ns == made
+    assert json.loads((tmp_path / "synthetic" / "synth.json").read_text())["num_boards"] == 5
+    other = instantiate(compose("synth", ["+data=synthetic", *overrides, "data.synth.num_boards=9"]).data)
+    with pytest.raises(DatasetError, match="num_boards: made with 5, asked 9"):
+        other.prepare_data()
+
+
+def test_regenerate_splits_happens_once_and_only_when_asked(dataset: Path):
+    before = (dataset / "splits.csv").read_text()
+    _dm(dataset, "data.split_seed=123", "data.valid_pct=0.5").prepare_data()
+    assert (dataset / "splits.csv").read_text() == before
+    dm = _dm(dataset, "data.split_seed=123", "data.valid_pct=0.5", "data.regenerate_splits=true")
+    dm.prepare_data()
+    after = (dataset / "splits.csv").read_text()
+    assert after != before and len(list(dataset.glob("splits.csv.bak-*"))) == 1
+    dm.prepare_data()
+    assert (dataset / "splits.csv").read_text() == after
