@@ -19,22 +19,40 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import albumentations as A
 import lightning as L
-from torch.utils.data import DataLoader
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, get_worker_info
 
 from pcbseg.data.dataset import PadCollate, SegmentationDataset, TileDataset
 from pcbseg.data.layout import DatasetError, DatasetLayout
 from pcbseg.data.splits import SPLIT_NAMES, ensure_splits, read_splits
 from pcbseg.data.synth import SYNTH_META, write_dataset
 from pcbseg.data.validate import check_dataset, image_infos
-from pcbseg.taxonomy import Taxonomy, load_classes
+from pcbseg.taxonomy import Taxonomy, get_taxonomy, load_classes
 
 log = logging.getLogger(__name__)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed a loader worker's Python, NumPy and albumentations RNGs from torch's per-worker seed.
+
+    torch derives each worker's seed from the main process's generator, so a seeded run is
+    reproducible for any ``num_workers``.
+    """
+    info = get_worker_info()
+    seed = info.seed % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    transform = getattr(info.dataset, "transform", None) or getattr(getattr(info.dataset, "base", None), "transform", None)
+    if transform is not None:
+        transform.set_random_seed(seed)
 
 
 class PCBDataModule(L.LightningDataModule):
@@ -148,7 +166,10 @@ class PCBDataModule(L.LightningDataModule):
         self.split_ids = {s: sorted(r.id for r in rows if r.split == s) for s in SPLIT_NAMES}
         if not self.split_ids["train"] and stage in (None, "fit"):
             raise DatasetError(self.layout.splits, "no image is in the train split")
-        self.datasets["train"] = SegmentationDataset(self.layout.root, self.split_ids["train"], self._train_transform())
+        train_transform = self._train_transform()
+        # With no worker processes the pipeline runs here: seed it from torch (set by seed_everything).
+        train_transform.set_random_seed(torch.initial_seed() % 2**32)
+        self.datasets["train"] = SegmentationDataset(self.layout.root, self.split_ids["train"], train_transform)
         evaluate = A.Compose(self._normalize())
         infos = image_infos(self.layout.root) if self.val_tile else {}
         for split in ("val", "test"):
@@ -159,13 +180,23 @@ class PCBDataModule(L.LightningDataModule):
             self.datasets[split] = ds
         log.info("Dataset %s: %s", self.layout.root, {s: len(v) for s, v in self.split_ids.items()})
 
+    def peek_taxonomy(self) -> Taxonomy:
+        """The classes, known before ``prepare_data`` (a model needs them to be built)."""
+        if self.taxonomy is not None:
+            return self.taxonomy
+        if self.layout.classes.exists():
+            return load_classes(self.layout.classes)
+        if self.synth is not None:
+            return get_taxonomy(self.synth.get("taxonomy", "default"))
+        raise DatasetError(self.layout.classes, "missing: every dataset needs a classes.yaml (see README, 'Datasets')")
+
     @property
     def num_classes(self) -> int:
-        return (self.taxonomy or load_classes(self.layout.classes)).num_classes
+        return self.peek_taxonomy().num_classes
 
     @property
     def ignore_index(self) -> int:
-        return (self.taxonomy or load_classes(self.layout.classes)).ignore_index
+        return self.peek_taxonomy().ignore_index
 
     # loaders --------------------------------------------------------------------------------
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
@@ -177,6 +208,7 @@ class PCBDataModule(L.LightningDataModule):
             drop_last=shuffle and len(ds) > batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=seed_worker,
             pin_memory=self.pin_memory,
             # Training crops share one size already; whole val/test images need padding to batch.
             collate_fn=None if shuffle else PadCollate(self.pad_divisor, self.taxonomy.ignore_index),

@@ -1,0 +1,151 @@
+"""``pcbseg-train``: fine-tune a pretrained encoder and judge it on the fixed holdout.
+
+    pcbseg-train                                    # synthetic boards, lite0 Unet, CPU
+    pcbseg-train model=fpn augment=heavy trainer.max_epochs=20 seed=1
+    pcbseg-train ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt   # resume a killed run
+
+Each run writes into its own folder: the resolved config (``.hydra/``), ``checkpoints/best.ckpt``
+and ``last.ckpt``, ``metrics.csv``, and ``summary.json`` with the best checkpoint's holdout scores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig
+
+from pcbseg.config import CONFIG_PATH
+from pcbseg.data.layout import DatasetError
+from pcbseg.models.weights import WeightsError
+
+log = logging.getLogger("pcbseg.train")
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
+
+
+def _lr_find(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule, out: Path,
+             tune: DictConfig) -> float:
+    from lightning.pytorch.tuner import Tuner
+
+    finder = Tuner(trainer).lr_find(model, datamodule=datamodule, update_attr=False, num_training=int(tune.num_training),
+                                    early_stop_threshold=tune.early_stop_threshold)
+    suggestion = finder.suggestion()
+    fig = finder.plot(suggest=True)
+    fig.savefig(out / "lr_find.png", dpi=100)
+    if suggestion is None or not math.isfinite(suggestion):
+        log.warning("LR finder gave no suggestion; keeping lr=%s (plot in %s)", model.hparams.lr, out / "lr_find.png")
+        return model.hparams.lr
+    log.info("LR finder suggests lr=%.2e (plot: %s)", suggestion, out / "lr_find.png")
+    return float(suggestion)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job as configured; returns the summary (also written to summary.json)."""
+    start = time.perf_counter()
+    out = Path(cfg.paths.output_dir)
+    if (out / "summary.json").exists():
+        raise FileExistsError(f"{out}: holds a finished run (summary.json); choose another hydra.run.dir")
+    if (out / "metrics.csv").exists():  # resuming into a killed run's folder: Lightning would delete it
+        (out / "metrics.csv").rename(out / f"metrics.before-{time.strftime('%Y%m%d-%H%M%S')}.csv")
+    # Lightning's CSV logger warns about the folder Hydra already made for this run; nothing is lost.
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+
+    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment) if cfg.get("augment") else None)
+    taxonomy = datamodule.peek_taxonomy()
+    model = instantiate(cfg.model, num_classes=taxonomy.num_classes, class_names=list(taxonomy.names),
+                        ignore_index=taxonomy.ignore_index)
+    datamodule.mean, datamodule.std = model.mean, model.std  # normalisation follows the encoder's weights
+
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    if cfg.tune.lr_find:
+        lr = _lr_find(trainer, model, datamodule, out, cfg.tune)
+        model.hparams.lr = lr
+        trainer = instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")), logger=loggers or False)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+    if not trainer.fast_dev_run:
+        # Score the best checkpoint, not the last epoch, on the holdout.
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    val = model.last_results.get("val", {})
+    summary = {
+        "best_checkpoint": str(Path(best).resolve()) if best else None,
+        "val": {
+            "mIoU": val.get("mIoU"),
+            "pixel_error_rate": val.get("pixel_error_rate"),
+            "dice": val.get("dice"),
+            "per_class_iou": val.get("per_class_iou", {}),
+            "per_class_dice": val.get("per_class_dice", {}),
+            "classes_present": val.get("classes_present", []),
+            "mIoU_over": "classes present in the holdout's ground truth or predictions",
+        },
+        "epochs": trainer.current_epoch,
+        "global_steps": trainer.global_step,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "weights": model.weights_source,
+        "lr": model.hparams.lr,
+        "dataset": str(datamodule.layout.root.resolve()),
+        "run_dir": str(out.resolve()),
+        "resumed_from": cfg.get("ckpt_path"),
+    }
+    if trainer.is_global_zero:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _print_summary(summary)
+    return summary
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    val = summary["val"]
+    table = Table(title=f"Holdout (val) of the best checkpoint — {summary['epochs']} epochs, {summary['wall_time_s']:.0f} s")
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    table.add_column("Dice", justify="right")
+    for name, iou in val["per_class_iou"].items():
+        dice = val["per_class_dice"].get(name, float("nan"))
+        table.add_row(name, "—" if math.isnan(iou) else f"{iou:.3f}", "—" if math.isnan(dice) else f"{dice:.3f}")
+    if val["mIoU"] is not None:
+        table.add_row("[bold]mean (present classes)", f"[bold]{val['mIoU']:.3f}", f"[bold]{val['dice']:.3f}")
+    console = Console(stderr=False)
+    console.print(table)
+    if val["pixel_error_rate"] is not None:
+        console.print(f"pixel error rate: {val['pixel_error_rate']:.4f}   summary: {summary['run_dir']}/summary.json")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        summary = train(cfg)
+    except (DatasetError, WeightsError, FileExistsError, FloatingPointError) as e:
+        log.error("%s", e)
+        sys.exit(1)
+    metric = summary["val"].get(str(cfg.get("optimized_metric", "val/mIoU")).removeprefix("val/"))
+    return float(metric) if metric is not None else None
+
+
+if __name__ == "__main__":
+    main()
