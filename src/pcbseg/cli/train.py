@@ -130,7 +130,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         table.add_row(name, "—" if math.isnan(iou) else f"{iou:.3f}", "—" if math.isnan(dice) else f"{dice:.3f}")
     if val["mIoU"] is not None:
         table.add_row("[bold]mean (present classes)", f"[bold]{val['mIoU']:.3f}", f"[bold]{val['dice']:.3f}")
-    console = Console(stderr=False)
+    console = Console(width=max(100, Console().width))  # logs and CI are not terminals: keep the table readable
     console.print(table)
     if val["pixel_error_rate"] is not None:
         console.print(f"pixel error rate: {val['pixel_error_rate']:.4f}   summary: {summary['run_dir']}/summary.json")

@@ -399,7 +399,7 @@ class _Board:
 
     def mounting_holes(self) -> None:
         rng = self.rng
-        for _ in range(int(rng.integers(0, 3))):
+        for _ in range(int(rng.integers(0, 4))):
             d = rng.uniform(2.5, 3.5) * self.ppm
             xy = (rng.uniform(0, self.size), rng.uniform(0, self.size))
             r = int(d * 1.2)
@@ -560,8 +560,10 @@ def _paint(board: _Board, rng: np.random.Generator) -> np.ndarray:
         slot = cv2.dilate(slot, np.ones((bar, bar), np.uint8)) & cross
         img *= (1 - 0.6 * _soft(slot, 0.7))[..., None]
 
-    # Holes and via drills go through the board: dark, with a lit inner wall.
-    holes = L.hole | L.via_drill
+    # A tented via's drill shows as a dimple in the mask; open drills go through the board: dark.
+    if tented:
+        img *= (1 - rng.uniform(0.25, 0.45) * _soft(L.via_drill, edge))[..., None]
+    holes = L.hole | (0 if tented else L.via_drill)
     a = _soft(holes, edge * 0.8)[..., None]
     depth = np.array(_jitter(rng, (0.05, 0.05, 0.05), 0.5), np.float32)
     img = img * (1 - a) + depth * a
@@ -646,12 +648,13 @@ def render_board(seed: int, size: int = 384, taxonomy: str | Taxonomy = "default
     board = _Board(rng, canvas, ppm, tax)
     area_mm2 = (canvas / ppm) ** 2
     board.via_size = (rng.uniform(0.6, 1.0), rng.uniform(0.3, 0.45))
-    board.place_parts(int(area_mm2 / rng.uniform(8, 20)))
-    board.place_tht_rows(int(rng.integers(0, 3)))
+    # Big footprints first: they would rarely find room once the small parts are down.
     board.mounting_holes()
+    board.place_tht_rows(int(rng.integers(1, 5)))
+    board.place_parts(int(area_mm2 / rng.uniform(8, 20)))
     board.route_traces(int(len(board.pins) * rng.uniform(0.2, 0.5)) + 2, [0.2, 0.25, 0.3, 0.4, 0.5, 0.8, 1.2])
     board.route_buses(int(rng.integers(0, 3)))
-    board.scatter_vias(int(area_mm2 / rng.uniform(40, 150)))
+    board.scatter_vias(int(area_mm2 / rng.uniform(25, 90)))
     if rng.random() < 0.35:
         board.pour()
     board.silkscreen({})
