@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,20 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def dataset(synth_root: Path, tmp_path: Path) -> Path:
     """A private, writable copy of the session dataset."""
     return Path(shutil.copytree(synth_root, tmp_path / "ds"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> Path:
+    """The folder of a real (one tiny epoch) pcbseg-train run on the session dataset."""
+    tmp = tmp_path_factory.mktemp("trained")
+    args = ["data=folder", f"data.root={synth_root}", "data.crop_size=64", "data.batch_size=4", "data.num_workers=0",
+            "trainer.max_epochs=1", "~callbacks.progress_bar", "hydra.run.dir=run"]
+    result = subprocess.run([sys.executable, "-m", "pcbseg.cli.train", *args], cwd=tmp, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def checkpoint(trained_run: Path) -> Path:
+    return trained_run / "checkpoints" / "best.ckpt"

@@ -51,3 +51,11 @@ def test_trainer_configs_set_what_they_promise():
 def test_common_overrides_reach_their_targets():
     cfg = compose("train", ["seed=7", "data.root=/data/x", "data.batch_size=3", "trainer.max_epochs=2"])
     assert (cfg.seed, cfg.data.root, cfg.data.batch_size, cfg.trainer.max_epochs) == (7, "/data/x", 3, 2)
+
+
+def test_pcbseg_synth_defaults_make_the_set_data_synthetic_expects():
+    synth, data = compose("synth"), compose("train").data
+    assert synth.out == data.root
+    for key, value in data.synth.items():
+        if key != "workers":
+            assert synth[key] == value, f"pcbseg-synth {key}={synth[key]} but data=synthetic wants {value}"

@@ -155,3 +155,11 @@ def test_tensorboard_logger_writes_events(tmp_path: Path, synth_root: Path):
     pytest.importorskip("tensorboard")
     _, out = _run_in_process(tmp_path, synth_root, "logger=tensorboard", "trainer.max_epochs=1")
     assert list((out / "tensorboard").rglob("events.out.tfevents.*")) and (out / "metrics.csv").is_file()
+
+
+def test_mlflow_logger_uses_a_local_file_store(tmp_path: Path, synth_root: Path):
+    pytest.importorskip("mlflow")
+    _, out = _run_in_process(tmp_path, synth_root, "logger=mlflow", "trainer.max_epochs=1")
+    store = tmp_path / "logs" / "mlruns"
+    assert list(store.rglob("val/mIoU")) or list(store.rglob("*mIoU*")), f"no metric files under {store}"
+    assert (out / "metrics.csv").is_file()

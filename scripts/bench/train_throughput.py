@@ -48,7 +48,7 @@ class StepTimer(L.Callback):
 def lightning_rate(root: Path, out: Path, steps: int, warmup: int, batch: int, crop: int, workers: int) -> float:
     overrides = [
         "data=folder", f"data.root={root}", f"data.batch_size={batch}", f"data.crop_size={crop}",
-        f"data.num_workers={workers}", f"trainer.max_steps={steps + warmup}", "trainer.limit_val_batches=0",
+        f"data.num_workers={workers}", f"+trainer.max_steps={steps + warmup}", "+trainer.limit_val_batches=0",
         "trainer.max_epochs=1000", "model.freeze_epochs=0", "~callbacks.progress_bar", "~callbacks.early_stopping",
         "~callbacks.model_checkpoint",
     ]

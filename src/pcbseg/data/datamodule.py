@@ -97,6 +97,12 @@ class PCBDataModule(L.LightningDataModule):
         synth: dict[str, Any] | None = None,
     ):
         super().__init__()
+        # Stored in checkpoints, so evaluation finds the dataset and holdout a model was trained on.
+        self.save_hyperparameters({
+            "root": str(root), "batch_size": batch_size, "crop_size": crop_size, "valid_pct": valid_pct,
+            "test_pct": test_pct, "split_seed": split_seed, "group_pattern": group_pattern, "new_images": new_images,
+            "val_tile": val_tile, "pad_divisor": pad_divisor, "synth": dict(synth) if synth else None,
+        })
         if crop_size % pad_divisor:
             raise ValueError(f"crop_size={crop_size} must be a multiple of pad_divisor={pad_divisor} (the encoder's stride)")
         self.layout = DatasetLayout(root)

@@ -1,0 +1,112 @@
+"""Tiled prediction: overhead against the bare model, peak memory against image size, and seams.
+
+    python scripts/bench/predict_tiled.py --ckpt logs/train/runs/<time>/checkpoints/best.ckpt
+
+1. A 4000x3000 board photo (synthetic), default tile 512 / overlap 128 / batch 4: wall time of
+   ``TiledPredictor.predict`` against the bare forward passes over the same tiles.
+2. Peak resident memory of a fresh process predicting a 2k-, 4k- and 8k-wide image (4:3), next to
+   the bytes of the image and mask themselves.
+3. Seams: the share of pixels where tiled and whole-image predictions agree, default overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _report import write_section
+
+from pcbseg.data.synth import render_board
+from pcbseg.inference import TiledPredictor, load_module, tile_starts
+
+
+def model(ckpt: str | None) -> torch.nn.Module:
+    if ckpt:
+        return load_module(ckpt)
+    from pcbseg.models.module import SegmentationModule
+
+    return SegmentationModule(num_classes=7).eval()
+
+
+def board(width: int, height: int) -> np.ndarray:
+    """A board photo of any size: a rendered board tiled with mirrored copies (rendering 8k boards is slow)."""
+    base, _ = render_board(11, size=1024)
+    reps = (-(-height // 1024), -(-width // 1024))
+    big = np.concatenate([np.concatenate([base if (i + j) % 2 == 0 else base[:, ::-1] for j in range(reps[1])], 1)
+                          for i in range(reps[0])], 0)
+    return np.ascontiguousarray(big[:height, :width])
+
+
+def memory_child(ckpt: str | None, width: int) -> None:
+    net = model(ckpt)
+    image = board(width, width * 3 // 4)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    TiledPredictor(net, 7, mean=net.mean, std=net.std).predict(image)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"width": width, "before_kb": base, "peak_kb": peak, "image_mask_mb": image.nbytes * 4 / 3 / 2**20}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--ckpt", default=None, help="a trained checkpoint (default: an untrained model; seams need a trained one)")
+    ap.add_argument("--widths", type=int, nargs="+", default=[2000, 4000, 8000])
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        memory_child(args.ckpt, args.child)
+        return
+    torch.set_grad_enabled(False)
+    net = model(args.ckpt)
+    pred = TiledPredictor(net, 7, mean=net.mean, std=net.std)
+
+    image = board(4000, 3000)
+    t = time.perf_counter()
+    pred.predict(image)
+    tiled_s = time.perf_counter() - t
+    ys, xs = tile_starts(3000, 512, 128), tile_starts(4000, 512, 128)
+    tiles = [(y, x) for y in ys for x in xs]
+    x = torch.from_numpy(np.stack([image[y:y + 512, x0:x0 + 512] for y, x0 in tiles[:4]])).permute(0, 3, 1, 2)
+    x = (x.float() / 255 - 0.5) / 0.5
+    t = time.perf_counter()
+    for _ in range(0, len(tiles), 4):
+        net(x)
+    bare_s = time.perf_counter() - t
+
+    rows = []
+    for w in args.widths:
+        cmd = [sys.executable, __file__, "--child", str(w)] + (["--ckpt", args.ckpt] if args.ckpt else [])
+        r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        rows.append(f"| {w}x{w * 3 // 4} | {r['before_kb'] / 1024:.0f} | {r['peak_kb'] / 1024:.0f} | "
+                    f"{(r['peak_kb'] - r['before_kb']) / 1024:.0f} | {r['image_mask_mb']:.0f} |")
+        print(rows[-1], flush=True)
+
+    seam_img = board(1024, 768)
+    agree = float((pred.predict(seam_img).mask == pred.predict_whole(seam_img)).mean())
+    body = (
+        f"Model: {'`' + args.ckpt + '`' if args.ckpt else 'untrained Unet + EfficientNet-Lite0'}; tile 512, overlap 128, "
+        "batch 4, Gaussian blending, CPU.\n\n"
+        f"**Overhead.** A 4000x3000 photo is {len(tiles)} tiles. Tiled prediction took {tiled_s:.1f} s; the bare forward "
+        f"passes over the same number of tiles took {bare_s:.1f} s: tiling and blending cost "
+        f"**{(tiled_s / bare_s - 1) * 100:+.1f}%**.\n\n"
+        "**Memory.** Peak resident memory of a fresh process (model loaded, image in memory) before and after predicting:\n\n"
+        "| image | RSS before (MiB) | peak RSS (MiB) | added by prediction (MiB) | image + mask (MiB) |\n|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n\nThe logit accumulator is a rolling band one tile tall, so what prediction adds grows with the image "
+        "width only (about C x 512 x width floats), not with its area; the network's memory is bounded by the tile batch.\n\n"
+        f"**Seams.** On a 1024x768 photo, tiled and whole-image predictions agree on **{agree:.2%}** of pixels "
+        "(target: at least 99.5%)."
+    )
+    write_section("predict-tiled", "Tiled prediction: overhead, memory, seams", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Prediction on images of any size: sliding-window tiles, blended logits, optional test-time augmentation.
+
+Tiles of ``tile`` pixels overlap by ``overlap``; each tile's logits are weighted by a smooth window
+(Gaussian by default) that is highest in the tile's centre, where the network sees the most
+context, so seams do not show. Logits are accumulated in a rolling band one tile tall: rows are
+finished (argmax, probabilities) as soon as no later tile touches them, so memory grows with the
+image width and the tile batch, not with the image height. TTA averages logits over flips and
+90° rotations, undone before blending.
+
+Example:
+    >>> import numpy as np, torch
+    >>> net = torch.nn.Conv2d(3, 4, 1)
+    >>> pred = TiledPredictor(net, num_classes=4, tile=64, overlap=16)
+    >>> out = pred.predict(np.zeros((100, 150, 3), np.uint8))
+    >>> out.mask.shape, out.mask.dtype.name
+    ((100, 150), 'uint8')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Prediction:
+    mask: np.ndarray  # HxW uint8 class ids
+    probs: np.ndarray | None = None  # CxHxW float16 softmax probabilities, if asked for
+    logits: np.ndarray | None = None  # CxHxW float32 blended logits, if asked for
+
+
+def window(tile: int, kind: str = "gaussian") -> np.ndarray:
+    """A tile x tile blending weight, strictly positive so every pixel is covered."""
+    if kind == "gaussian":
+        x = np.arange(tile, dtype=np.float32) - (tile - 1) / 2
+        w = np.exp(-0.5 * (x / (tile / 8)) ** 2)  # sigma = tile/8 (as MONAI): tile edges, which lack context, barely count
+    elif kind == "linear":
+        w = 1 - np.abs(np.linspace(-1, 1, tile, dtype=np.float32))
+    elif kind == "uniform":
+        w = np.ones(tile, np.float32)
+    else:
+        raise ValueError(f"unknown blend window {kind!r}: gaussian, linear or uniform")
+    w = np.maximum(w, 1e-3)
+    return np.outer(w, w).astype(np.float32)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets covering ``length`` with ``tile``-long windows overlapping by at least ``overlap``.
+
+    >>> tile_starts(1000, 512, 64)
+    [0, 448, 488]
+    """
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    if stride <= 0:
+        raise ValueError(f"overlap {overlap} must be smaller than tile {tile}")
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)  # the last tile ends at the border instead of hanging over it
+    return starts
+
+
+TTA_TRANSFORMS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]] = {
+    "identity": (lambda x: x, lambda y: y),
+    "hflip": (lambda x: x.flip(-1), lambda y: y.flip(-1)),
+    "vflip": (lambda x: x.flip(-2), lambda y: y.flip(-2)),
+    "rot90": (lambda x: x.rot90(1, (-2, -1)), lambda y: y.rot90(-1, (-2, -1))),
+    "rot180": (lambda x: x.rot90(2, (-2, -1)), lambda y: y.rot90(-2, (-2, -1))),
+    "rot270": (lambda x: x.rot90(3, (-2, -1)), lambda y: y.rot90(-3, (-2, -1))),
+}
+
+
+class TiledPredictor:
+    """Run a segmentation network over a whole image, tile by tile.
+
+    Args:
+        model: maps a normalised (N,3,h,w) batch to (N,C,h,w) logits (an ``nn.Module`` or a callable,
+            e.g. an ONNX Runtime session wrapper).
+        num_classes: C.
+        tile: tile side in pixels (a multiple of the encoder stride, 32).
+        overlap: minimum overlap between neighbouring tiles.
+        batch_size: tiles per forward pass: this, not the image, bounds the network's memory.
+        blend: ``gaussian``, ``linear`` or ``uniform`` window.
+        tta: names from ``TTA_TRANSFORMS`` to average (``identity`` is always included).
+        mean, std: input normalisation, in [0, 1] units.
+        device: where tiles are sent.
+    """
+
+    def __init__(self, model: nn.Module | Forward, num_classes: int, tile: int = 512, overlap: int = 128,
+                 batch_size: int = 4, blend: str = "gaussian", tta: Sequence[str] = (),
+                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
+                 device: str | torch.device = "cpu", pad_divisor: int = 32):
+        if tile % pad_divisor:
+            raise ValueError(f"tile={tile} must be a multiple of {pad_divisor} (the encoder stride)")
+        unknown = [t for t in tta if t not in TTA_TRANSFORMS]
+        if unknown:
+            raise ValueError(f"unknown TTA transform(s) {unknown}; choose from {list(TTA_TRANSFORMS)}")
+        self.model, self.num_classes = model, num_classes
+        self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
+        self.weight = torch.from_numpy(window(tile, blend))
+        self.tta = ["identity", *[t for t in tta if t != "identity"]]
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self.device = torch.device(device)
+        self.pad_divisor = pad_divisor
+
+    @torch.no_grad()
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        x = ((batch.float() - self.mean) / self.std).to(self.device)
+        out = None
+        for name in self.tta:
+            fwd, inv = TTA_TRANSFORMS[name]
+            y = inv(self.model(fwd(x)).float())
+            out = y if out is None else out + y
+        return (out / len(self.tta)).cpu()
+
+    def _tiles(self, image: np.ndarray, y: int, xs: list[int]) -> Iterator[tuple[list[int], torch.Tensor]]:
+        t = self.tile
+        for i in range(0, len(xs), self.batch_size):
+            chunk = xs[i:i + self.batch_size]
+            crops = [image[y:y + t, x:x + t] for x in chunk]
+            yield chunk, torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
+
+    def predict(self, image: np.ndarray, return_probs: bool = False, return_logits: bool = False) -> Prediction:
+        """``image``: HxWx3 uint8 RGB. Returns the class mask (and probabilities/logits if asked)."""
+        h0, w0 = image.shape[:2]
+        t, c = self.tile, self.num_classes
+        # Images smaller than a tile are padded (reflected) to one tile; larger ones are not padded.
+        ph, pw = max(0, t - h0), max(0, t - w0)
+        if ph or pw:
+            image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h0, w0) > 1 else "edge")
+        h, w = image.shape[:2]
+        ys, xs = tile_starts(h, t, self.overlap), tile_starts(w, t, self.overlap)
+
+        mask = np.empty((h, w), np.uint8)
+        probs = np.empty((c, h, w), np.float16) if return_probs else None
+        logits_out = np.empty((c, h, w), np.float32) if return_logits else None
+        band_acc = torch.zeros(c, t, w)  # rows [band_top, band_top + t) of the blended logits
+        band_wt = torch.zeros(1, t, w)
+        band_top = 0
+
+        def flush(upto: int) -> None:
+            """Finish rows [band_top, upto): no later tile reaches above ``upto``."""
+            nonlocal band_acc, band_wt, band_top
+            n = upto - band_top
+            if n <= 0:
+                return
+            blended = band_acc[:, :n] / band_wt[:, :n]
+            mask[band_top:upto] = blended.argmax(0).numpy().astype(np.uint8)
+            if probs is not None:
+                probs[:, band_top:upto] = blended.softmax(0).numpy().astype(np.float16)
+            if logits_out is not None:
+                logits_out[:, band_top:upto] = blended.numpy()
+            band_acc = torch.cat([band_acc[:, n:], torch.zeros(c, n, w)], 1)
+            band_wt = torch.cat([band_wt[:, n:], torch.zeros(1, n, w)], 1)
+            band_top = upto
+
+        for y in ys:
+            flush(y)
+            off = y - band_top
+            for chunk, batch in self._tiles(image, y, xs):
+                out = self._forward(batch)
+                for x, logit in zip(chunk, out, strict=True):
+                    band_acc[:, off:off + t, x:x + t] += logit * self.weight
+                    band_wt[:, off:off + t, x:x + t] += self.weight
+        flush(h)
+        return Prediction(
+            mask=mask[:h0, :w0],
+            probs=probs[:, :h0, :w0] if probs is not None else None,
+            logits=logits_out[:, :h0, :w0] if logits_out is not None else None,
+        )
+
+    @torch.no_grad()
+    def predict_whole(self, image: np.ndarray) -> np.ndarray:
+        """One forward pass over the whole image (padded to the stride): the reference for seams."""
+        h, w = image.shape[:2]
+        d = self.pad_divisor
+        ph, pw = (-h) % d, (-w) % d
+        padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+        x = torch.from_numpy(padded).permute(2, 0, 1)[None]
+        return self._forward(x)[0, :, :h, :w].argmax(0).numpy().astype(np.uint8)
+
+
+def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> nn.Module:
+    """A trained :class:`~pcbseg.models.module.SegmentationModule` in eval mode, without re-downloading
+    or re-reading its pretrained weights (the checkpoint holds them)."""
+    from pcbseg.models.module import SegmentationModule
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    module = SegmentationModule.load_from_checkpoint(path, map_location=map_location, weights=None, weights_only=True)
+    return module.eval()

@@ -1,0 +1,136 @@
+"""Tiled prediction: seams, every image kind, TTA, memory shape; pcbseg-predict and pcbseg-export."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pcbseg.data.synth import render_board
+from pcbseg.inference import TiledPredictor, tile_starts, window
+from pcbseg.models.module import SegmentationModule
+
+
+@pytest.fixture(scope="module")
+def net() -> SegmentationModule:
+    torch.manual_seed(0)
+    return SegmentationModule(weights="imagenet", num_classes=7).eval()
+
+
+def test_tiles_cover_the_image_with_at_least_the_overlap():
+    assert tile_starts(100, 512, 128) == [0]  # smaller than a tile: one (padded) tile
+    for length in (512, 513, 1000, 4000):
+        starts = tile_starts(length, 512, 128)
+        assert starts[0] == 0 and starts[-1] + 512 == length  # the last tile ends at the border
+        assert all(0 < b - a <= 512 - 128 for a, b in itertools.pairwise(starts))
+
+
+def test_window_is_positive_and_peaks_in_the_centre():
+    w = window(64)
+    assert w.min() > 0 and w[32, 32] == w.max() and w[0, 0] == w.min()
+
+
+def test_identity_network_round_trips_exactly():
+    """A network that copies a one-hot input must give back that input, through tiles and blending."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (300, 410)).astype(np.uint8)
+    image = (labels[..., None] == np.arange(3)).astype(np.uint8) * 255  # one-hot as RGB
+    ident = torch.nn.Conv2d(3, 3, 1, bias=False)
+    ident.weight.data = torch.eye(3).view(3, 3, 1, 1)
+    pred = TiledPredictor(ident, 3, tile=128, overlap=32, mean=(0, 0, 0), std=(1, 1, 1)).predict(image, return_probs=True)
+    assert np.array_equal(pred.mask, labels)
+    assert pred.probs.shape == (3, 300, 410) and np.allclose(pred.probs.astype(np.float32).sum(0), 1, atol=1e-2)
+
+
+def test_tiled_matches_whole_image_prediction():
+    """With a receptive field well inside the overlap, tiling and blending must change nothing.
+
+    (The real model's seams, where context differs between tile and whole image, are measured in
+    scripts/bench/predict_tiled.py with a trained checkpoint.)
+    """
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1),
+                              torch.nn.ReLU(), torch.nn.Conv2d(8, 7, 3, padding=1)).eval()
+    image, _ = render_board(1, size=320)  # a multiple of 32: the whole-image pass needs no padding
+    pred = TiledPredictor(net, 7, tile=128, overlap=32)
+    tiled, whole = pred.predict(image).mask, pred.predict_whole(image)
+    assert (tiled == whole).mean() > 0.9999
+
+
+def test_tta_averages_and_keeps_shape(net: SegmentationModule):
+    image, _ = render_board(2, size=160)
+    plain = TiledPredictor(net, 7, tile=128, overlap=32, mean=net.mean, std=net.std).predict(image, return_logits=True)
+    tta = TiledPredictor(net, 7, tile=128, overlap=32, mean=net.mean, std=net.std, tta=["hflip", "rot90"])
+    out = tta.predict(image, return_logits=True)
+    assert out.mask.shape == (160, 160) and not np.allclose(out.logits, plain.logits)
+    with pytest.raises(ValueError, match="unknown TTA"):
+        TiledPredictor(net, 7, tta=["shear"])
+
+
+def _write_kinds(folder: Path) -> dict[str, tuple[int, int]]:
+    """One file of every kind a user may hand us, and the (height, width) it should come out at."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb, _ = render_board(3, size=96)
+    rgb = rgb[:80]  # not square, so a rotation shows
+    cv2.imwrite(str(folder / "colour.png"), rgb[..., ::-1])
+    cv2.imwrite(str(folder / "grey.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    cv2.imwrite(str(folder / "rgba.png"), np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 200, np.uint8)]))
+    cv2.imwrite(str(folder / "deep.png"), rgb[..., ::-1].astype(np.uint16) * 257)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    Image.fromarray(rgb).save(folder / "upright.JPG", exif=exif)
+    (folder / "broken.png").write_bytes(b"\x89PNG but not really")
+    return {"colour": (80, 96), "grey": (80, 96), "rgba": (80, 96), "deep": (80, 96), "upright": (96, 80)}
+
+
+def _predict(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pcbseg.cli.predict", *overrides], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_predict_handles_every_image_kind_and_skips_bad_files(tmp_path: Path, checkpoint: Path):
+    expected = _write_kinds(tmp_path / "in")
+    result = _predict(tmp_path, f"ckpt_path={checkpoint}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
+                      "tile=64", "overlap=16", "save_probs=true")
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = result.stdout + result.stderr
+    assert "broken.png" in log and "skipped 1" in log
+    for stem, shape in expected.items():
+        mask = cv2.imread(str(tmp_path / "out" / f"{stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        assert mask is not None and mask.shape == shape and mask.max() < 7, stem
+        assert (tmp_path / "out" / f"{stem}_overlay.jpg").is_file()
+        assert (tmp_path / "out" / f"{stem}_prob_trace.png").is_file()
+    # A second run refuses to replace the outputs and says so; nothing is lost.
+    before = (tmp_path / "out" / "colour_mask.png").read_bytes()
+    again = _predict(tmp_path, f"ckpt_path={checkpoint}", f"input={tmp_path / 'in' / 'colour.png'}",
+                     f"output={tmp_path / 'out'}", "tile=64", "overlap=16")
+    assert again.returncode == 1 and "exists" in again.stdout + again.stderr
+    assert (tmp_path / "out" / "colour_mask.png").read_bytes() == before
+
+
+def test_export_onnx_parity_and_onnx_backend(tmp_path: Path, checkpoint: Path):
+    pytest.importorskip("onnxruntime")
+    onnx_path = tmp_path / "model.onnx"
+    result = subprocess.run([sys.executable, "-m", "pcbseg.cli.export", f"ckpt_path={checkpoint}", f"output={onnx_path}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(onnx_path.with_suffix(".onnx.json").read_text())
+    assert report["max_abs_diff"] < 1e-3 and report["argmax_agreement"] > 0.999
+    assert report["input_shape"][2:] != [256, 256]  # checked at another size than traced: dynamic H/W
+    image, _ = render_board(5, size=96)
+    cv2.imwrite(str(tmp_path / "board.png"), image[..., ::-1])
+    for backend in ("torch", "onnx"):
+        out = _predict(tmp_path, f"ckpt_path={checkpoint}", f"input={tmp_path / 'board.png'}", f"output={tmp_path / backend}",
+                       "tile=64", "overlap=16", f"backend={backend}", f"onnx_path={onnx_path}")
+        assert out.returncode == 0, out.stderr[-2000:]
+    a = cv2.imread(str(tmp_path / "torch" / "board_mask.png"), cv2.IMREAD_UNCHANGED)
+    b = cv2.imread(str(tmp_path / "onnx" / "board_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert (a == b).mean() > 0.999
