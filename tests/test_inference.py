@@ -134,3 +134,13 @@ def test_export_onnx_parity_and_onnx_backend(tmp_path: Path, checkpoint: Path):
     a = cv2.imread(str(tmp_path / "torch" / "board_mask.png"), cv2.IMREAD_UNCHANGED)
     b = cv2.imread(str(tmp_path / "onnx" / "board_mask.png"), cv2.IMREAD_UNCHANGED)
     assert (a == b).mean() > 0.999
+
+
+def test_stripes_give_exactly_the_single_pass_result(net: SegmentationModule):
+    image, _ = render_board(4, size=320)
+    image = np.ascontiguousarray(np.concatenate([image, image[:, ::-1]], 1))  # 320 x 640
+    one = TiledPredictor(net, 7, tile=128, overlap=32, mean=net.mean, std=net.std).predict(image, return_logits=True)
+    striped = TiledPredictor(net, 7, tile=128, overlap=32, mean=net.mean, std=net.std, max_band_width=200)
+    two = striped.predict(image, return_logits=True)
+    assert np.array_equal(one.mask, two.mask)
+    assert np.allclose(one.logits, two.logits, atol=1e-5)

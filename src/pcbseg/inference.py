@@ -3,9 +3,10 @@
 Tiles of ``tile`` pixels overlap by ``overlap``; each tile's logits are weighted by a smooth window
 (Gaussian by default) that is highest in the tile's centre, where the network sees the most
 context, so seams do not show. Logits are accumulated in a rolling band one tile tall: rows are
-finished (argmax, probabilities) as soon as no later tile touches them, so memory grows with the
-image width and the tile batch, not with the image height. TTA averages logits over flips and
-90° rotations, undone before blending.
+finished (argmax, probabilities) as soon as no later tile touches them. Images wider than
+``max_band_width`` go in vertical stripes, so the accumulator never exceeds one tile by
+``max_band_width``: memory is bounded by that and the tile batch, not by the image. TTA averages
+logits over flips and 90° rotations, undone before blending.
 
 Example:
     >>> import numpy as np, torch
@@ -91,12 +92,14 @@ class TiledPredictor:
         tta: names from ``TTA_TRANSFORMS`` to average (``identity`` is always included).
         mean, std: input normalisation, in [0, 1] units.
         device: where tiles are sent.
+        max_band_width: images wider than this are predicted in stripes of this many columns (with the
+            tiles at stripe edges computed twice), which keeps memory flat however large the image.
     """
 
     def __init__(self, model: nn.Module | Forward, num_classes: int, tile: int = 512, overlap: int = 128,
                  batch_size: int = 4, blend: str = "gaussian", tta: Sequence[str] = (),
                  mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
-                 device: str | torch.device = "cpu", pad_divisor: int = 32):
+                 device: str | torch.device = "cpu", pad_divisor: int = 32, max_band_width: int = 4096):
         if tile % pad_divisor:
             raise ValueError(f"tile={tile} must be a multiple of {pad_divisor} (the encoder stride)")
         unknown = [t for t in tta if t not in TTA_TRANSFORMS]
@@ -110,6 +113,7 @@ class TiledPredictor:
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
         self.device = torch.device(device)
         self.pad_divisor = pad_divisor
+        self.max_band_width = max_band_width
 
     @torch.no_grad()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -138,44 +142,68 @@ class TiledPredictor:
             image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h0, w0) > 1 else "edge")
         h, w = image.shape[:2]
         ys, xs = tile_starts(h, t, self.overlap), tile_starts(w, t, self.overlap)
+        out = Prediction(
+            mask=np.empty((h, w), np.uint8),
+            probs=np.empty((c, h, w), np.float16) if return_probs else None,
+            logits=np.empty((c, h, w), np.float32) if return_logits else None,
+        )
+        # Wide images go in vertical stripes, each with every tile that touches its columns, so a
+        # stripe's pixels get exactly the blend they would get in one pass, and memory stays flat.
+        for a in range(0, w, self.max_band_width):
+            b = min(w, a + self.max_band_width)
+            self._stripe(image, ys, [x for x in xs if x < b and x + t > a], a, b, out)
+        return Prediction(
+            mask=out.mask[:h0, :w0],
+            probs=out.probs[:, :h0, :w0] if out.probs is not None else None,
+            logits=out.logits[:, :h0, :w0] if out.logits is not None else None,
+        )
 
-        mask = np.empty((h, w), np.uint8)
-        probs = np.empty((c, h, w), np.float16) if return_probs else None
-        logits_out = np.empty((c, h, w), np.float32) if return_logits else None
-        band_acc = torch.zeros(c, t, w)  # rows [band_top, band_top + t) of the blended logits
-        band_wt = torch.zeros(1, t, w)
-        band_top = 0
+    def _stripe(self, image: np.ndarray, ys: list[int], xs: list[int], a: int, b: int, out: Prediction) -> None:
+        """Blend the tiles at (ys x xs) and write columns [a, b) of the result into ``out``.
+
+        Every buffer is allocated once per stripe and reused, so memory does not creep up with
+        the number of tiles (repeated large temporaries fragment the C heap).
+        """
+        t, c, h = self.tile, self.num_classes, image.shape[0]
+        left, width = xs[0], xs[-1] + t - xs[0]
+        lo, hi = a - left, b - left
+        acc, spare = torch.zeros(c, t, width), torch.zeros(c, t, width)  # rows [top, top + t) of blended logits
+        wt, wt_spare = torch.zeros(1, t, width), torch.zeros(1, t, width)
+        blended = torch.empty(c, t, b - a)
+        labels = torch.empty(t, b - a, dtype=torch.int64)
+        top = 0
 
         def flush(upto: int) -> None:
-            """Finish rows [band_top, upto): no later tile reaches above ``upto``."""
-            nonlocal band_acc, band_wt, band_top
-            n = upto - band_top
+            """Finish rows [top, upto): no later tile reaches above ``upto``."""
+            nonlocal top, acc, spare, wt, wt_spare
+            n = upto - top
             if n <= 0:
                 return
-            blended = band_acc[:, :n] / band_wt[:, :n]
-            mask[band_top:upto] = blended.argmax(0).numpy().astype(np.uint8)
-            if probs is not None:
-                probs[:, band_top:upto] = blended.softmax(0).numpy().astype(np.float16)
-            if logits_out is not None:
-                logits_out[:, band_top:upto] = blended.numpy()
-            band_acc = torch.cat([band_acc[:, n:], torch.zeros(c, n, w)], 1)
-            band_wt = torch.cat([band_wt[:, n:], torch.zeros(1, n, w)], 1)
-            band_top = upto
+            view = blended[:, :n]
+            torch.div(acc[:, :n, lo:hi], wt[:, :n, lo:hi], out=view)
+            torch.argmax(view, 0, out=labels[:n])
+            out.mask[top:upto, a:b] = labels[:n].numpy()
+            if out.probs is not None:
+                out.probs[:, top:upto, a:b] = view.softmax(0).numpy()
+            if out.logits is not None:
+                out.logits[:, top:upto, a:b] = view.numpy()
+            # Move the unfinished rows to the top of the spare buffers and swap.
+            spare[:, :t - n].copy_(acc[:, n:])
+            spare[:, t - n:].zero_()
+            wt_spare[:, :t - n].copy_(wt[:, n:])
+            wt_spare[:, t - n:].zero_()
+            acc, spare, wt, wt_spare = spare, acc, wt_spare, wt
+            top = upto
 
         for y in ys:
             flush(y)
-            off = y - band_top
+            off = y - top
             for chunk, batch in self._tiles(image, y, xs):
-                out = self._forward(batch)
-                for x, logit in zip(chunk, out, strict=True):
-                    band_acc[:, off:off + t, x:x + t] += logit * self.weight
-                    band_wt[:, off:off + t, x:x + t] += self.weight
+                logits = self._forward(batch)
+                for x, logit in zip(chunk, logits, strict=True):
+                    acc[:, off:off + t, x - left:x - left + t].addcmul_(logit, self.weight)
+                    wt[:, off:off + t, x - left:x - left + t] += self.weight
         flush(h)
-        return Prediction(
-            mask=mask[:h0, :w0],
-            probs=probs[:, :h0, :w0] if probs is not None else None,
-            logits=logits_out[:, :h0, :w0] if logits_out is not None else None,
-        )
 
     @torch.no_grad()
     def predict_whole(self, image: np.ndarray) -> np.ndarray:

@@ -72,7 +72,8 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
         raise DatasetError(dm.layout.splits, f"no image in the {cfg.split!r} split")
     dataset = SegmentationDataset(dm.layout.root, ids)
     predictor = TiledPredictor(module, taxonomy.num_classes, tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size,
-                               blend=cfg.blend, tta=list(cfg.tta), mean=module.mean, std=module.std, device=cfg.device)
+                               blend=cfg.blend, tta=list(cfg.tta), mean=module.mean, std=module.std, device=cfg.device,
+                               max_band_width=cfg.max_band_width)
     evaluation = Evaluation(list(taxonomy.names), taxonomy.ignore_index, cfg.boundary_px)
     samples: list[Sample] = []
     for i in range(len(dataset)):

@@ -59,7 +59,8 @@ def build_predictor(cfg: DictConfig) -> tuple[TiledPredictor, Taxonomy]:
     elif cfg.backend != "torch":
         raise ValueError(f"backend must be torch or onnx, got {cfg.backend!r}")
     predictor = TiledPredictor(net, hp.num_classes, tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size,
-                               blend=cfg.blend, tta=list(cfg.tta), mean=module.mean, std=module.std, device=cfg.device)
+                               blend=cfg.blend, tta=list(cfg.tta), mean=module.mean, std=module.std, device=cfg.device,
+                               max_band_width=cfg.max_band_width)
     return predictor, taxonomy
 
 

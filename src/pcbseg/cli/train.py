@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 import warnings
@@ -74,6 +75,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.mean, datamodule.std = model.mean, model.std  # normalisation follows the encoder's weights
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
+    # MLflow 3 refuses its file store unless asked; a local folder is what logger=mlflow promises.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
