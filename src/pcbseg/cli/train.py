@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 import warnings
@@ -23,15 +24,22 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from pcbseg.config import CONFIG_PATH
 from pcbseg.data.layout import DatasetError
+from pcbseg.distributed import isolated_ddp_run, use_job_command_for_ddp_ranks
 from pcbseg.models.weights import WeightsError
 
 log = logging.getLogger("pcbseg.train")
+
+# Errors with a message written for the user: no traceback needed.
+KNOWN_ERRORS = (DatasetError, WeightsError, FileExistsError, FloatingPointError)
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -60,7 +68,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     if (out / "summary.json").exists():
         raise FileExistsError(f"{out}: holds a finished run (summary.json); choose another hydra.run.dir")
-    if (out / "metrics.csv").exists():  # resuming into a killed run's folder: Lightning would delete it
+    rank_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    if rank_zero and (out / "metrics.csv").exists():  # resuming into a killed run's folder: Lightning would delete it
         (out / "metrics.csv").rename(out / f"metrics.before-{time.strftime('%Y%m%d-%H%M%S')}.csv")
     # Lightning's CSV logger warns about the folder Hydra already made for this run; nothing is lost.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
@@ -78,6 +87,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # MLflow 3 refuses its file store unless asked; a local folder is what logger=mlflow promises.
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     loggers = _instantiate_all(cfg.get("logger"))
+    use_job_command_for_ddp_ranks()
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if cfg.tune.lr_find:
@@ -112,6 +122,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "dataset": str(datamodule.layout.root.resolve()),
         "run_dir": str(out.resolve()),
         "resumed_from": cfg.get("ckpt_path"),
+        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None,
     }
     if trainer.is_global_zero:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -139,13 +150,51 @@ def _print_summary(summary: dict[str, Any]) -> None:
         console.print(f"pixel error rate: {val['pixel_error_rate']:.4f}   summary: {summary['run_dir']}/summary.json")
 
 
+def write_status(out: Path, status: str, **extra: Any) -> None:
+    """``status.json``: running / finished / failed, so sweep reports can tell killed runs apart."""
+    doc = {"status": status, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), **extra}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "status.json").write_text(json.dumps(doc) + "\n")
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    out = Path(cfg.paths.output_dir)
+    rank_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    finished_before = (out / "summary.json").exists()
+    if finished_before and HydraConfig.get().mode == RunMode.MULTIRUN:
+        done = json.loads((out / "summary.json").read_text())
+        if done.get("overrides") == list(HydraConfig.get().overrides.task):
+            # Re-running a sweep: this job finished before with the same overrides; keep it.
+            log.info("%s: finished before with the same overrides; skipped", out)
+            return _metric(done, cfg)
+    if rank_zero and not finished_before:
+        write_status(out, "running")
     try:
-        summary = train(cfg)
-    except (DatasetError, WeightsError, FileExistsError, FloatingPointError) as e:
-        log.error("%s", e)
-        sys.exit(1)
+        with isolated_ddp_run():
+            summary = train(cfg)
+    except Exception as e:
+        # Hydra wraps errors raised while building objects; the cause is what the user needs to read.
+        cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ is not None else e
+        known = isinstance(cause, KNOWN_ERRORS)
+        message = str(cause) if known else f"{type(cause).__name__}: {cause}"
+        log.error("%s", message)
+        if rank_zero and not finished_before:
+            write_status(out, "failed", error=message)
+        if known and HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(1)
+        raise  # in a sweep, Hydra records the job as failed and runs the others; exiting would end the sweep
+    except BaseException as e:  # interrupted
+        if rank_zero and not finished_before:
+            write_status(out, "failed", error=f"{type(e).__name__}: {e}")
+        raise
+    if rank_zero:
+        write_status(out, "finished")
+    return _metric(summary, cfg)
+
+
+def _metric(summary: dict[str, Any], cfg: DictConfig) -> float | None:
+    """The value a sweeper optimises (``optimized_metric``, e.g. ``val/mIoU``) from a run's summary."""
     metric = summary["val"].get(str(cfg.get("optimized_metric", "val/mIoU")).removeprefix("val/"))
     return float(metric) if metric is not None else None
 

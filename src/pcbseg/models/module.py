@@ -157,10 +157,11 @@ class SegmentationModule(L.LightningModule):
         results = self._metrics(stage).compute()  # torchmetrics syncs across DDP ranks here
         self._metrics(stage).reset()
         self.last_results[stage] = results
-        self.log(f"{stage}/mIoU", results["mIoU"], prog_bar=stage == "val")
+        # The values are already global (the confusion matrix was synced); sync_dist only averages equal numbers.
+        self.log(f"{stage}/mIoU", results["mIoU"], prog_bar=stage == "val", sync_dist=True)
         logged = {f"{stage}/pixel_error_rate": results["pixel_error_rate"], f"{stage}/dice": results["dice"]}
         logged.update({f"{stage}/iou_{name}": v for name, v in results["per_class_iou"].items() if not math.isnan(v)})
-        self.log_dict(logged)
+        self.log_dict(logged, sync_dist=True)
 
     def on_train_epoch_end(self) -> None:
         self._epoch_end("train")
