@@ -163,3 +163,13 @@ def test_mlflow_logger_uses_a_local_file_store(tmp_path: Path, synth_root: Path)
     store = tmp_path / "logs" / "mlruns"
     assert list(store.rglob("val/mIoU")) or list(store.rglob("*mIoU*")), f"no metric files under {store}"
     assert (out / "metrics.csv").is_file()
+
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_one_batch(tmp_path: Path, synth_root: Path, experiment: str):
+    # Sweep experiments run their first combination here: a plain run ignores hydra.sweeper.params.
+    summary, _ = _run_in_process(tmp_path, synth_root, f"experiment={experiment}", "debug=fdr", "data.synth=null")
+    assert summary["global_steps"] == 1
