@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +148,18 @@ def get_taxonomy(name: str) -> Taxonomy:
         return TAXONOMIES[name]
     except KeyError:
         raise TaxonomyError(f"unknown taxonomy {name!r}; built-in: {sorted(TAXONOMIES)}") from None
+
+
+def taxonomy_from_names(names: Sequence[str], name: str = "custom", ignore_index: int = IGNORE_INDEX) -> Taxonomy:
+    """Classes in the given order, with the built-in display colours where the names match.
+
+    >>> taxonomy_from_names(["background", "resistor"]).colors[1] == get_taxonomy("fine").colors[4]
+    True
+    """
+    known = {n: c for t in TAXONOMIES.values() for n, c in zip(t.names, t.colors, strict=True)}
+    rng = np.random.default_rng(0)  # fixed: the same unknown names get the same colours every time
+    colours = tuple(known.get(n, tuple(int(v) for v in rng.integers(40, 255, 3))) for n in names)
+    return Taxonomy(name=name, names=tuple(names), colors=colours, ignore_index=ignore_index)
 
 
 def load_classes(path: str | Path) -> Taxonomy:

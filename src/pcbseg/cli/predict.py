@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pcbseg.config import CONFIG_PATH
 from pcbseg.data.layout import IMAGE_EXTENSIONS, DatasetError, read_image, write_image, write_mask
 from pcbseg.inference import TiledPredictor, load_module
-from pcbseg.taxonomy import Taxonomy
+from pcbseg.taxonomy import Taxonomy, taxonomy_from_names
 
 log = logging.getLogger("pcbseg.predict")
 
@@ -48,8 +48,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, taxonomy: Taxonomy, alpha: floa
 def build_predictor(cfg: DictConfig) -> tuple[TiledPredictor, Taxonomy]:
     module = load_module(cfg.ckpt_path, map_location=cfg.device)
     hp = module.hparams
-    taxonomy = Taxonomy(name="checkpoint", names=tuple(hp.class_names),
-                        colors=_colours_for(hp.class_names), ignore_index=hp.ignore_index)
+    taxonomy = taxonomy_from_names(hp.class_names, name="checkpoint", ignore_index=hp.ignore_index)
     net = module
     if cfg.backend == "onnx":
         from pcbseg.export import OnnxForward
@@ -62,15 +61,6 @@ def build_predictor(cfg: DictConfig) -> tuple[TiledPredictor, Taxonomy]:
                                blend=cfg.blend, tta=list(cfg.tta), mean=module.mean, std=module.std, device=cfg.device,
                                max_band_width=cfg.max_band_width)
     return predictor, taxonomy
-
-
-def _colours_for(names: list[str]) -> tuple[tuple[int, int, int], ...]:
-    """Display colours of the built-in taxonomies where the names match, a fixed palette otherwise."""
-    from pcbseg.taxonomy import TAXONOMIES
-
-    known = {n: c for t in TAXONOMIES.values() for n, c in zip(t.names, t.colors, strict=True)}
-    rng = np.random.default_rng(0)
-    return tuple(known.get(n, tuple(int(v) for v in rng.integers(40, 255, 3))) for n in names)
 
 
 def _outputs(out: Path, stem: str, taxonomy: Taxonomy, cfg: DictConfig) -> dict[str, Path]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from pcbseg.data.layout import IMAGE_EXTENSIONS, DatasetLayout, write_mask
 from pcbseg.data.splits import SPLIT_NAMES, ensure_splits
-from pcbseg.taxonomy import TAXONOMIES, Taxonomy
+from pcbseg.taxonomy import Taxonomy, taxonomy_from_names
 
 
 @dataclass
@@ -35,14 +35,6 @@ class ImportResult:
 
 def _by_stem(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS}
-
-
-def taxonomy_for(names: Sequence[str], name: str = "imported") -> Taxonomy:
-    """Classes in the given order, with the built-in display colours where the names match."""
-    known = {n: c for t in TAXONOMIES.values() for n, c in zip(t.names, t.colors, strict=True)}
-    rng = np.random.default_rng(0)
-    colours = tuple(known.get(n, tuple(int(v) for v in rng.integers(40, 255, 3))) for n in names)
-    return Taxonomy(name=name, names=tuple(names), colors=colours)
 
 
 def to_class_ids(mask: np.ndarray, mode: str = "index", threshold: int = 127, foreground: str = "light",
@@ -77,7 +69,7 @@ def import_masks(images: Path, masks: Path, out: Path, class_names: Sequence[str
             raise FileNotFoundError(f"{folder}: not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: not empty; pass --overwrite to replace it, or choose another --out")
-    tax = taxonomy_for(class_names)
+    tax = taxonomy_from_names(class_names, name=out.name)
     image_files, mask_files = _by_stem(images), _by_stem(masks)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
