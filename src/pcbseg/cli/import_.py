@@ -1,11 +1,15 @@
-"""``pcbseg-import``: bring labelled board photos into the canonical dataset layout.
+"""``pcbseg-import``: bring labelled board photos into the canonical dataset layout, and check for leaks.
 
     pcbseg-import masks IMAGES_DIR MASKS_DIR --out data/mine --classes background,trace,pad
     pcbseg-import masks ../shared/data/pcb-resistor/image ../shared/data/pcb-resistor/GT \\
         --out data/pcb-resistor --mode binary --foreground dark --classes background,resistor
+    pcbseg-import coco export/train export/valid --out data/mine --classes default --map R=component
+    pcbseg-import yolo export/ --out data/mine
+    pcbseg-import cvat annotations.xml --images photos/ --out data/mine
+    pcbseg-import check data/mine
 
 A plain command-line tool (it converts data; it runs no experiment). It never writes into an
-existing non-empty ``--out`` without ``--overwrite``.
+existing non-empty ``--out`` without ``--overwrite``. ``check`` exits with 1 when it finds a leak.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from pcbseg.data.import_masks import import_masks
+from pcbseg.data.annotations import UNMAPPED_CHOICES
+from pcbseg.data.builder import DEFAULT_GROUP_PATTERN
+from pcbseg.data.layout import DatasetError, DatasetLayout
 
 
 def _colour_map(path: Path | None) -> dict | None:
@@ -27,33 +33,148 @@ def _colour_map(path: Path | None) -> dict | None:
     return {tuple(int(c) for c in rgb): int(cid) for cid, rgb in doc.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="pcbseg-import", description=__doc__.splitlines()[0])
+def _mapping(pairs: list[str], path: Path | None) -> dict[str, str]:
+    out = {str(k): str(v) for k, v in (yaml.safe_load(path.read_text()) or {}).items()} if path else {}
+    for pair in pairs:
+        name, sep, cls = pair.rpartition("=")
+        if not sep or not name:
+            raise ValueError(f"--map {pair!r}: expected NAME=CLASS")
+        out[name] = cls
+    return out
+
+
+def _common(p: argparse.ArgumentParser, classes_required: bool = False) -> None:
+    p.add_argument("--out", type=Path, required=True, help="new dataset root")
+    p.add_argument("--classes", required=classes_required, default=None,
+                   help="class names in id order, comma-separated, or a built-in taxonomy (default, fine)"
+                   + ("" if classes_required else "; default: background + the export's categories"))
+    p.add_argument("--group-pattern", default=DEFAULT_GROUP_PATTERN,
+                   help="regex whose first group is an image's group (source photo); default strips augmentation "
+                        "suffixes (_rot90, _flip, _bright, Roboflow's _jpg.rf.<hash>); '' = every image its own group")
+    p.add_argument("--group-duplicates", action="store_true",
+                   help="also put near-duplicate pictures (re-shot, re-cropped) in one group; compares every pair")
+    p.add_argument("--valid-pct", type=float, default=0.2)
+    p.add_argument("--test-pct", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+
+
+def _shapes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--map", action="append", default=[], metavar="NAME=CLASS",
+                   help="category NAME becomes CLASS (or ignore / skip); repeatable")
+    p.add_argument("--map-file", type=Path, default=None, help="YAML {category: class} (same as --map)")
+    p.add_argument("--unmapped", choices=UNMAPPED_CHOICES, default="error",
+                   help="categories with no class: refuse (error), paint as ignore, or drop (skip)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pcbseg-import", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     sub = ap.add_subparsers(dest="format", required=True)
+
     m = sub.add_parser("masks", help="an images folder and a masks folder matched by file stem")
     m.add_argument("images", type=Path)
     m.add_argument("masks", type=Path)
-    m.add_argument("--out", type=Path, required=True, help="new dataset root")
-    m.add_argument("--classes", required=True, help="class names in id order, comma-separated (e.g. background,resistor)")
+    _common(m, classes_required=True)
     m.add_argument("--mode", choices=["index", "colour", "binary"], default="index",
                    help="index: class-id PNGs; colour: colour masks (--colour-map); binary: thresholded")
     m.add_argument("--threshold", type=int, default=127, help="binary masks: grey level between the two sides")
     m.add_argument("--foreground", choices=["light", "dark"], default="light", help="binary masks: which side is class 1")
     m.add_argument("--colour-map", type=Path, default=None, help="YAML {class_id: [r, g, b]} for --mode colour")
-    m.add_argument("--group-pattern", default=None, help="regex whose first group is an image's group (source board)")
-    m.add_argument("--valid-pct", type=float, default=0.2)
-    m.add_argument("--test-pct", type=float, default=0.0)
-    m.add_argument("--seed", type=int, default=42)
-    m.add_argument("--overwrite", action="store_true")
-    args = ap.parse_args(argv)
+
+    c = sub.add_parser("coco", help="COCO instance (polygons, RLE) or panoptic JSON")
+    c.add_argument("sources", type=Path, nargs="+",
+                   help="JSON files, or folders with one JSON each (train/, valid/ keep their split)")
+    c.add_argument("--images", type=Path, default=None, help="image folder (default: beside the JSON, or images/)")
+    c.add_argument("--panoptic-masks", type=Path, default=None,
+                   help="panoptic PNG folder (default: the JSON's name without .json)")
+    c.add_argument("--no-pixel-check", action="store_true", help="skip the near-duplicate check of a kept split")
+    _common(c)
+    _shapes(c)
+
+    y = sub.add_parser("yolo", help="YOLO segmentation export (data.yaml + images + labels/*.txt)")
+    y.add_argument("root", type=Path, help="the export's folder (with data.yaml)")
+    y.add_argument("--redraw-split", action="store_true", help="ignore the export's split and draw one by group")
+    y.add_argument("--no-pixel-check", action="store_true", help="skip the near-duplicate check of the kept split")
+    _common(y)
+    _shapes(y)
+
+    v = sub.add_parser("cvat", help="CVAT for images 1.1 XML (polygons and masks)")
+    v.add_argument("xml", type=Path)
+    v.add_argument("--images", type=Path, default=None, help="image folder (default: beside the XML, or images/)")
+    _common(v)
+    _shapes(v)
+
+    k = sub.add_parser("check", help="find near-duplicate images across the splits of a dataset")
+    k.add_argument("root", type=Path, help="dataset root (with splits.csv)")
+    k.add_argument("--min-inliers", type=int, default=None, help="keypoints that must agree (default 4)")
+    k.add_argument("--min-correlation", type=float, default=None, help="pixel correlation of the overlap (default 0.9)")
+    k.add_argument("--report", type=Path, default=None, help="also write the findings as markdown here")
+    return ap
+
+
+def _check(args: argparse.Namespace) -> int:
+    from pcbseg.data.leakage import MIN_CORRELATION, MIN_INLIERS, check_dataset_leaks, leak_table
+    from pcbseg.data.splits import leaking_groups, read_splits
+
+    layout = DatasetLayout(args.root)
+    if not layout.splits.is_file():
+        raise FileNotFoundError(f"{layout.splits}: no split file; is {args.root} a dataset root?")
+    rows = read_splits(layout.splits)
+    groups = leaking_groups(rows)
+    leaks = check_dataset_leaks(args.root, rows, args.min_inliers or MIN_INLIERS, args.min_correlation or MIN_CORRELATION)
+    lines = [f"# Leakage check of {args.root}", "", f"{len(rows)} images; {len(groups)} group(s) on more than one side; "
+             f"{len(leaks)} near-duplicate pair(s) across splits.", ""]
+    if groups:
+        lines += ["| group | splits |", "|---|---|"]
+        lines += [f"| {g} | {', '.join(sorted(s))} |" for g, s in sorted(groups.items())] + [""]
+    if leaks:
+        lines += leak_table(leaks, limit=len(leaks))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.report:
+        args.report.write_text(text)
+    return 1 if groups or leaks else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    group_pattern = getattr(args, "group_pattern", None) or None
+    common = {}
+    if args.format != "check":
+        common = dict(group_pattern=group_pattern, group_duplicates=args.group_duplicates, valid_pct=args.valid_pct,
+                      test_pct=args.test_pct, seed=args.seed,
+                      overwrite=args.overwrite)
     try:
-        result = import_masks(args.images, args.masks, args.out, [c.strip() for c in args.classes.split(",")],
-                              mode=args.mode, threshold=args.threshold, foreground=args.foreground,
-                              colour_map=_colour_map(args.colour_map), group_pattern=args.group_pattern,
-                              valid_pct=args.valid_pct, test_pct=args.test_pct, seed=args.seed, overwrite=args.overwrite)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        if args.format == "check":
+            return _check(args)
+        if args.format == "masks":
+            from pcbseg.data.import_masks import import_masks
+
+            result = import_masks(args.images, args.masks, args.out, [c.strip() for c in args.classes.split(",")],
+                                  mode=args.mode, threshold=args.threshold, foreground=args.foreground,
+                                  colour_map=_colour_map(args.colour_map), **common)
+        else:
+            shapes = dict(classes=args.classes, mapping=_mapping(args.map, args.map_file), unmapped=args.unmapped)
+            if args.format == "coco":
+                from pcbseg.data.import_coco import import_coco
+
+                result = import_coco(args.sources, args.out, images=args.images, panoptic_masks=args.panoptic_masks,
+                                     check_pixels=not args.no_pixel_check, **shapes, **common)
+            elif args.format == "yolo":
+                from pcbseg.data.import_yolo import import_yolo
+
+                result = import_yolo(args.root, args.out, keep_split=not args.redraw_split,
+                                     check_pixels=not args.no_pixel_check, **shapes, **common)
+            else:
+                from pcbseg.data.import_cvat import import_cvat
+
+                result = import_cvat(args.xml, args.out, images=args.images, **shapes, **common)
+    except (FileNotFoundError, FileExistsError, ValueError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     print(f"Imported {len(result.imported)} images into {result.root} ({len(result.skipped)} skipped); "
           f"see {result.root / 'import_report.md'}")
     return 0

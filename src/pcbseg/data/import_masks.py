@@ -12,25 +12,15 @@ Example:
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pcbseg.data.layout import IMAGE_EXTENSIONS, DatasetLayout, write_mask
-from pcbseg.data.splits import SPLIT_NAMES, ensure_splits
-from pcbseg.taxonomy import Taxonomy, taxonomy_from_names
-
-
-@dataclass
-class ImportResult:
-    root: Path
-    imported: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
+from pcbseg.data.builder import DEFAULT_GROUP_PATTERN, DatasetBuilder, ImportResult
+from pcbseg.data.layout import IMAGE_EXTENSIONS
+from pcbseg.taxonomy import taxonomy_from_names
 
 
 def _by_stem(folder: Path) -> dict[str, Path]:
@@ -61,71 +51,30 @@ def to_class_ids(mask: np.ndarray, mode: str = "index", threshold: int = 127, fo
 
 def import_masks(images: Path, masks: Path, out: Path, class_names: Sequence[str], mode: str = "index",
                  threshold: int = 127, foreground: str = "light", colour_map: dict | None = None,
-                 group_pattern: str | None = None, valid_pct: float = 0.2, test_pct: float = 0.0, seed: int = 42,
-                 overwrite: bool = False) -> ImportResult:
+                 group_pattern: str | None = DEFAULT_GROUP_PATTERN, valid_pct: float = 0.2, test_pct: float = 0.0,
+                 seed: int = 42, overwrite: bool = False,
+                 group_duplicates: bool = False) -> ImportResult:
     """Build a dataset at ``out``; never writes into a non-empty ``out`` unless ``overwrite``."""
     for folder in (images, masks):
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: not empty; pass --overwrite to replace it, or choose another --out")
     tax = taxonomy_from_names(class_names, name=out.name)
     image_files, mask_files = _by_stem(images), _by_stem(masks)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    layout = DatasetLayout(tmp)
-    layout.images.mkdir()
-    layout.masks.mkdir()
-    result = ImportResult(out)
-    pixels = np.zeros(256, np.int64)
-    try:
+    with DatasetBuilder(out, tax, source=f"{images} + {masks}", overwrite=overwrite) as builder:
+        builder.notes.append(f"Masks read as `{mode}`" + (f" (threshold {threshold}, {foreground} is foreground)."
+                                                          if mode == "binary" else "."))
         for stem, image_path in image_files.items():
             if stem not in mask_files:
-                result.skipped.append((str(image_path), "no mask with the same name"))
+                builder.skip(image_path, "no mask with the same name")
                 continue
-            image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
             raw = cv2.imread(str(mask_files[stem]), cv2.IMREAD_UNCHANGED)
-            if image is None or raw is None:
-                bad = image_path if image is None else mask_files[stem]
-                result.skipped.append((str(bad), "cannot be read as an image"))
+            if raw is None:
+                builder.skip(mask_files[stem], "cannot be read as an image")
                 continue
             try:
                 mask = to_class_ids(raw, mode, threshold, foreground, colour_map, tax.ignore_index)
             except ValueError as e:
-                result.skipped.append((str(mask_files[stem]), str(e)))
+                builder.skip(mask_files[stem], str(e))
                 continue
-            if mask.shape != image.shape[:2]:
-                result.skipped.append((str(mask_files[stem]), f"mask {mask.shape[::-1]} and image {image.shape[1::-1]} differ"))
-                continue
-            bad_ids = sorted(set(np.unique(mask).tolist()) - set(range(tax.num_classes)) - {tax.ignore_index})
-            if bad_ids:
-                result.skipped.append((str(mask_files[stem]), f"class ids {bad_ids} beyond the {tax.num_classes} classes"))
-                continue
-            shutil.copy2(image_path, layout.images / f"{stem}{image_path.suffix.lower()}")
-            write_mask(layout.mask_path(stem), mask)
-            pixels += np.bincount(mask.ravel(), minlength=256)
-            result.imported.append(stem)
-        if not result.imported:
-            raise ValueError(f"{images}: no image could be imported ({len(result.skipped)} skipped)")
-        tax.save(layout.classes)
-        rows = ensure_splits(layout.splits, result.imported, valid_pct, test_pct, seed, group_pattern)
-        _report(tmp / "import_report.md", images, masks, tax, pixels, rows, result)
-        if out.exists():
-            shutil.rmtree(out) if overwrite else out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return result
-
-
-def _report(path: Path, images: Path, masks: Path, tax: Taxonomy, pixels: np.ndarray, rows: list, result: ImportResult) -> None:
-    total = pixels[: tax.num_classes].sum() or 1
-    lines = [f"# Import of {images} + {masks}", "", f"{len(result.imported)} images imported, {len(result.skipped)} skipped.", "",
-             "| class | pixels | share |", "|---|---|---|"]
-    lines += [f"| {n} | {int(pixels[i])} | {100 * pixels[i] / total:.2f}% |" for i, n in enumerate(tax.names)]
-    lines += ["", "| split | images |", "|---|---|"]
-    lines += [f"| {s} | {sum(r.split == s for r in rows)} |" for s in SPLIT_NAMES]
-    if result.skipped:
-        lines += ["", "## Skipped", ""] + [f"- `{f}`: {why}" for f, why in result.skipped]
-    path.write_text("\n".join(lines) + "\n")
+            builder.add(stem, image_path, mask, source_file=mask_files[stem])
+        return builder.finish(valid_pct, test_pct, seed, group_pattern, group_duplicates=group_duplicates)

@@ -1,0 +1,98 @@
+"""Import "CVAT for images 1.1" XML: polygons and masks become classes; boxes, lines and points are ignored.
+
+Images are looked up by their ``name`` attribute under ``--images`` (default: the XML's folder, then
+``images/`` beside it). Shapes are painted with :func:`pcbseg.data.annotations.paint`: higher
+``z_order`` wins, then the smaller shape. The holdout is drawn by group.
+
+Example:
+    >>> cvat_mask_rle("2, 3, 1", left=1, top=0, width=3, height=2, size=(2, 5)).astype(int).tolist()
+    [[0, 0, 0, 1, 0], [0, 1, 1, 0, 0]]
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, paint, taxonomy_for
+from pcbseg.data.builder import DEFAULT_GROUP_PATTERN, DatasetBuilder, ImportResult
+from pcbseg.data.layout import read_image
+
+IGNORED_SHAPES = ("box", "polyline", "points", "ellipse", "cuboid", "skeleton")
+
+
+def cvat_mask_rle(rle: str, left: int, top: int, width: int, height: int, size: tuple[int, int]) -> np.ndarray:
+    """Decode CVAT's mask run lengths (alternating 0-runs and 1-runs, row-major over the box)."""
+    runs = [int(v) for v in rle.replace(" ", "").split(",") if v]
+    flat = np.zeros(width * height, bool)
+    pos = 0
+    for i, n in enumerate(runs):
+        if i % 2:
+            flat[pos:pos + n] = True
+        pos += n
+    out = np.zeros(size, bool)
+    box = flat.reshape(height, width)
+    h, w = min(height, size[0] - top), min(width, size[1] - left)
+    out[top:top + h, left:left + w] = box[:h, :w]
+    return out
+
+
+def _points(text: str) -> np.ndarray:
+    return np.array([[float(v) for v in p.split(",")] for p in text.split(";") if p.strip()])
+
+
+def import_cvat(xml_path: Path, out: Path, images: Path | None = None, classes: str | Sequence[str] | None = None,
+                mapping: Mapping[str, str] | None = None, unmapped: str = "error",
+                group_pattern: str | None = DEFAULT_GROUP_PATTERN, valid_pct: float = 0.2, test_pct: float = 0.0,
+                seed: int = 42, overwrite: bool = False,
+                group_duplicates: bool = False) -> ImportResult:
+    """Build a dataset at ``out`` from a CVAT for images 1.1 XML file."""
+    xml_path = Path(xml_path)
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (OSError, ET.ParseError) as e:
+        raise ValueError(f"{xml_path}: not a readable XML file ({e})") from e
+    if root.tag != "annotations":
+        raise ValueError(f"{xml_path}: not a CVAT for images export (root element <{root.tag}>)")
+    labels = [n.text for n in root.findall("./meta//label/name") if n.text]
+    labels += [s.get("label", "") for img in root.iter("image") for s in img if s.get("label")]
+    tax = taxonomy_for(classes, labels, name=out.name)
+    class_of = ClassMapper(tax, mapping, unmapped).check(labels, str(xml_path))
+    ignored: Counter[str] = Counter()
+    folders = [images] if images else [xml_path.parent, xml_path.parent / "images"]
+    with DatasetBuilder(out, tax, source=str(xml_path), overwrite=overwrite) as builder:
+        builder.notes += [OVERLAP_RULE, "Split: drawn by group."]
+        for img in root.iter("image"):
+            name = img.get("name", "")
+            path = next((f / name for f in folders if (f / name).is_file()), None)
+            if path is None:
+                builder.skip(name, f"listed in {xml_path.name} but not found under {', '.join(map(str, folders))}")
+                continue
+            h, w = read_image(path).shape[:2]
+            shapes = []
+            try:
+                for s in img:
+                    cid = class_of.get(s.get("label", ""))
+                    if s.tag in IGNORED_SHAPES:
+                        ignored[s.tag] += 1
+                    elif cid is None:
+                        continue
+                    elif s.tag == "polygon":
+                        shapes.append(Shape(cid, polygon=_points(s.get("points", "")), z=int(s.get("z_order", 0))))
+                    elif s.tag == "mask":
+                        m = cvat_mask_rle(s.get("rle", ""), int(float(s.get("left", 0))), int(float(s.get("top", 0))),
+                                          int(float(s.get("width", 0))), int(float(s.get("height", 0))), (h, w))
+                        shapes.append(Shape(cid, mask=m, z=int(s.get("z_order", 0))))
+                    elif s.tag != "tag":
+                        ignored[s.tag] += 1
+            except (ValueError, IndexError) as e:
+                builder.skip(path, f"a shape in {xml_path.name} cannot be read: {e}")
+                continue
+            builder.add(Path(name).stem, path, paint(shapes, (h, w)))
+        for tag, n in sorted(ignored.items()):
+            builder.warn(f"{n} <{tag}> shape(s) ignored: only polygons and masks outline pixels")
+        return builder.finish(valid_pct, test_pct, seed, group_pattern, group_duplicates=group_duplicates)
