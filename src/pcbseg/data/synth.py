@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -65,7 +66,7 @@ _CHIP_SIZES = [(1.0, 0.5), (1.6, 0.8), (2.0, 1.25), (3.2, 1.6)]
 class _Layers:
     """Hard 0/1 layers in canvas pixels; the label map and the image are both painted from these."""
 
-    size: int
+    size: int | tuple[int, int]  # side of a square canvas, or (height, width)
     trace: np.ndarray = field(init=False)  # copper under soldermask (traces, pours)
     via: np.ndarray = field(init=False)  # via annular rings
     via_drill: np.ndarray = field(init=False)
@@ -77,7 +78,8 @@ class _Layers:
 
     def __post_init__(self) -> None:
         for name in ("trace", "via", "via_drill", "pad", "hole", "screw", "silk", "keepout"):
-            setattr(self, name, np.zeros((self.size, self.size), np.uint8))
+            shape = (self.size, self.size) if isinstance(self.size, int) else self.size
+            setattr(self, name, np.zeros(shape, np.uint8))
 
 
 @dataclass
@@ -503,10 +505,11 @@ def _offset_polyline(pts: list[tuple[float, float]], offset: float) -> list[tupl
     return [(float(x), float(y)) for x, y in out]
 
 
-def _smooth_field(rng: np.random.Generator, size: int, cells: int, dtype=np.float32) -> np.ndarray:
-    """Low-frequency noise in [0, 1]: a coarse random grid upsampled smoothly."""
+def _smooth_field(rng: np.random.Generator, size: int | tuple[int, int], cells: int, dtype=np.float32) -> np.ndarray:
+    """Low-frequency noise in [0, 1]: a coarse random grid upsampled smoothly to ``size`` (side, or (h, w))."""
+    h, w = (size, size) if isinstance(size, int) else size
     grid = rng.random((cells, cells)).astype(dtype)
-    return cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    return cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
 
 
 def _soft(layer: np.ndarray, sigma: float) -> np.ndarray:
@@ -514,8 +517,10 @@ def _soft(layer: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _paint(board: _Board, rng: np.random.Generator) -> np.ndarray:
-    """Paint a photo-like RGB float image in [0, 1] from the board's layers."""
-    s, L, ppm = board.size, board.layers, board.ppm
+    """Paint a photo-like RGB float image in [0, 1] from the board's layers (any height and width)."""
+    L, ppm = board.layers, board.ppm
+    shape = L.trace.shape
+    s = max(shape)
     mask_name = str(rng.choice(list(_MASK_COLOURS), p=[0.34, 0.1, 0.18, 0.1, 0.1, 0.08, 0.1]))
     mask_rgb = np.array(_jitter(rng, _MASK_COLOURS[mask_name], 0.12), np.float32)
     finish = np.array(_jitter(rng, _FINISHES[str(rng.choice(list(_FINISHES), p=[0.45, 0.4, 0.15]))], 0.06), np.float32)
@@ -523,9 +528,9 @@ def _paint(board: _Board, rng: np.random.Generator) -> np.ndarray:
                         _jitter(rng, (0.93, 0.93, 0.9) if rng.random() < 0.85 else (0.9, 0.85, 0.4), 0.04), np.float32)
 
     edge = max(0.45, ppm * 0.04)  # how soft copper and print edges are, in px
-    img = np.empty((s, s, 3), np.float32)
-    img[:] = mask_rgb * (0.9 + 0.2 * _smooth_field(rng, s, 6))[..., None]
-    img += (rng.standard_normal((s, s, 1)).astype(np.float32) * 0.012)  # mask texture
+    img = np.empty((*shape, 3), np.float32)
+    img[:] = mask_rgb * (0.9 + 0.2 * _smooth_field(rng, shape, 6))[..., None]
+    img += (rng.standard_normal((*shape, 1)).astype(np.float32) * 0.012)  # mask texture
 
     # Copper under the mask shows as a lighter, warmer tint and stands slightly proud.
     under = mask_rgb * rng.uniform(0.55, 0.75) + _COPPER * rng.uniform(0.15, 0.3) + rng.uniform(0.02, 0.08)
@@ -536,7 +541,7 @@ def _paint(board: _Board, rng: np.random.Generator) -> np.ndarray:
 
     # Exposed metal: pads, and via rings unless the vias are tented.
     metal = L.pad | (0 if tented else L.via)
-    grain = 1 + 0.12 * (_smooth_field(rng, s, max(4, s // 6)) - 0.5)
+    grain = 1 + 0.12 * (_smooth_field(rng, shape, max(4, s // 6)) - 0.5)
     a = _soft(metal, edge)[..., None]
     img = img * (1 - a) + (finish * grain[..., None]) * a
 
@@ -552,7 +557,7 @@ def _paint(board: _Board, rng: np.random.Generator) -> np.ndarray:
     # Screws: a metal head with a cross recess.
     a = _soft(L.screw, edge)[..., None]
     screw_rgb = np.array(_jitter(rng, (0.62, 0.62, 0.64), 0.1), np.float32)
-    img = img * (1 - a) + screw_rgb * (0.85 + 0.3 * _smooth_field(rng, s, 5))[..., None] * a
+    img = img * (1 - a) + screw_rgb * (0.85 + 0.3 * _smooth_field(rng, shape, 5))[..., None] * a
     if L.screw.any():
         cross = cv2.morphologyEx(L.screw, cv2.MORPH_ERODE, np.ones((max(3, int(ppm)), max(3, int(ppm))), np.uint8))
         bar = max(1, int(ppm * 0.35))
@@ -574,13 +579,13 @@ def _paint(board: _Board, rng: np.random.Generator) -> np.ndarray:
     if board.comp_alpha.any():
         dist = cv2.distanceTransform(board.comp_alpha, cv2.DIST_L2, 3)
         bevel = 0.75 + 0.25 * np.clip(dist / max(1.0, ppm * 0.25), 0, 1)
-        comp = board.comp_rgb * bevel[..., None] * (0.9 + 0.2 * _smooth_field(rng, s, 8))[..., None]
-        comp += rng.standard_normal((s, s, 1)).astype(np.float32) * 0.015
+        comp = board.comp_rgb * bevel[..., None] * (0.9 + 0.2 * _smooth_field(rng, shape, 8))[..., None]
+        comp += rng.standard_normal((*shape, 1)).astype(np.float32) * 0.015
         a = _soft(board.comp_alpha, edge * 0.7)[..., None]
         img = img * (1 - a) + comp * a
 
     # Uneven light: a tilted plane and a vignette, multiplied in.
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s - 0.5
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32) / s - 0.5
     ang = rng.uniform(0, 2 * math.pi)
     light = 1 + rng.uniform(0.1, 0.4) * (xx * math.cos(ang) + yy * math.sin(ang)) - rng.uniform(0, 0.5) * (xx**2 + yy**2)
     img *= (light * rng.uniform(0.85, 1.15))[..., None]
@@ -588,7 +593,7 @@ def _paint(board: _Board, rng: np.random.Generator) -> np.ndarray:
     # Glints where metal catches the light.
     shiny = (metal | board.comp_metal | L.screw).astype(np.float32)
     t = rng.uniform(0.55, 0.8)
-    glint = np.clip((_smooth_field(rng, s, max(6, s // 10)) - t) / (1 - t), 0, 1) ** 2
+    glint = np.clip((_smooth_field(rng, shape, max(6, s // 10)) - t) / (1 - t), 0, 1) ** 2
     img += (glint * shiny * rng.uniform(0.4, 0.9))[..., None]
     return img
 
@@ -607,6 +612,11 @@ def _camera(rng: np.random.Generator, img: np.ndarray, lab: np.ndarray, out: int
     img = cv2.warpPerspective(img, h, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     lab = cv2.warpPerspective(lab, h, (out, out), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=ignore)
 
+    return _sensor(rng, img), lab
+
+
+def _sensor(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Lens blur, sensor noise, sometimes a monochrome camera, and JPEG artefacts: float RGB -> uint8."""
     sigma = rng.uniform(0.0, 1.0)
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
@@ -619,7 +629,37 @@ def _camera(rng: np.random.Generator, img: np.ndarray, lab: np.ndarray, out: int
         q = int(rng.integers(40, 96))
         _, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
         rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
-    return np.ascontiguousarray(rgb), lab
+    return np.ascontiguousarray(rgb)
+
+
+BoardLayers = _Layers
+
+
+def paint(layers: BoardLayers, px_per_mm: float, rng: np.random.Generator, comp_alpha: np.ndarray | None = None,
+          comp_rgb: np.ndarray | None = None, comp_metal: np.ndarray | None = None) -> np.ndarray:
+    """The synthetic boards' appearance model applied to given layers: float RGB in [0, 1].
+
+    Soldermask over copper, exposed pad finish, silkscreen, drills, component bodies (``comp_alpha``
+    0/1, ``comp_rgb`` colour, ``comp_metal`` shiny parts), relief and uneven light. Used by the
+    Gerber importer so its renders look like the procedural boards.
+    """
+    shape = layers.trace.shape
+    zeros = np.zeros(shape, np.uint8)
+    board = SimpleNamespace(layers=layers, ppm=px_per_mm,
+                            comp_alpha=zeros if comp_alpha is None else comp_alpha,
+                            comp_rgb=np.zeros((*shape, 3), np.float32) if comp_rgb is None else comp_rgb,
+                            comp_metal=zeros if comp_metal is None else comp_metal)
+    return _paint(board, rng)
+
+
+def camera(rng: np.random.Generator, img: np.ndarray, labels: np.ndarray, out: int, ignore: int) -> tuple[np.ndarray, np.ndarray]:
+    """Small rotation/perspective of a square canvas, centre crop to ``out``, blur, noise, JPEG."""
+    return _camera(rng, img, labels, out, ignore)
+
+
+def sensor(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Blur, noise and JPEG only (no geometry): float RGB in [0, 1] -> uint8."""
+    return _sensor(rng, img)
 
 
 def render_board(seed: int, size: int = 384, taxonomy: str | Taxonomy = "default",
