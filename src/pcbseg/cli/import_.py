@@ -6,6 +6,7 @@
     pcbseg-import coco export/train export/valid --out data/mine --classes default --map R=component
     pcbseg-import yolo export/ --out data/mine
     pcbseg-import cvat annotations.xml --images photos/ --out data/mine
+    pcbseg-import gerber ../shared/data/gerbers/* --out data/gerber-boards --renders 8
     pcbseg-import check data/mine
 
 A plain command-line tool (it converts data; it runs no experiment). It never writes into an
@@ -105,6 +106,23 @@ def parser() -> argparse.ArgumentParser:
     _common(v)
     _shapes(v)
 
+    g = sub.add_parser("gerber", help="boards' Gerber + Excellon files -> labelled photo-like renders")
+    g.add_argument("boards", type=Path, nargs="+", help="one folder per board")
+    g.add_argument("--out", type=Path, required=True, help="new dataset root")
+    g.add_argument("--px-per-mm", type=float, default=20.0, help="resolution of the labels (default 20 px/mm = 50 um)")
+    g.add_argument("--renders", type=int, default=8, help="random crops per side (plus one whole-side render)")
+    g.add_argument("--size", type=int, default=512, help="side of a crop in pixels")
+    g.add_argument("--render-px-per-mm", type=float, nargs=2, default=(8.0, 20.0), metavar=("MIN", "MAX"),
+                   help="scale range of the crops")
+    g.add_argument("--no-full", action="store_true", help="no whole-side render")
+    g.add_argument("--taxonomy", choices=["default", "fine"], default="default")
+    g.add_argument("--outside", choices=["ignore", "background"], default="ignore",
+                   help="label of pixels outside the board outline")
+    g.add_argument("--valid-pct", type=float, default=0.2, help="share of boards held out")
+    g.add_argument("--test-pct", type=float, default=0.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+
     k = sub.add_parser("check", help="find near-duplicate images across the splits of a dataset")
     k.add_argument("root", type=Path, help="dataset root (with splits.csv)")
     k.add_argument("--min-inliers", type=int, default=None, help="keypoints that must agree (default 4)")
@@ -141,20 +159,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     group_pattern = getattr(args, "group_pattern", None) or None
     common = {}
-    if args.format != "check":
+    if args.format not in ("check", "gerber"):
         common = dict(group_pattern=group_pattern, group_duplicates=args.group_duplicates, valid_pct=args.valid_pct,
-                      test_pct=args.test_pct, seed=args.seed,
-                      overwrite=args.overwrite)
+                      test_pct=args.test_pct, seed=args.seed, overwrite=args.overwrite)
     try:
         if args.format == "check":
             return _check(args)
-        if args.format == "masks":
+        if args.format == "gerber":
+            from pcbseg.data.gerber.importer import import_gerber
+
+            result = import_gerber(args.boards, args.out, px_per_mm=args.px_per_mm, renders=args.renders, size=args.size,
+                                   render_px_per_mm=tuple(args.render_px_per_mm), taxonomy=args.taxonomy,
+                                   outside=args.outside, full=not args.no_full, seed=args.seed, valid_pct=args.valid_pct,
+                                   test_pct=args.test_pct, overwrite=args.overwrite)
+            for f, why in result.skipped:
+                print(f"skipped: {f}: {why}", file=sys.stderr)
+        elif args.format == "masks":
             from pcbseg.data.import_masks import import_masks
 
             result = import_masks(args.images, args.masks, args.out, [c.strip() for c in args.classes.split(",")],
                                   mode=args.mode, threshold=args.threshold, foreground=args.foreground,
                                   colour_map=_colour_map(args.colour_map), **common)
-        else:
+        elif args.format in ("coco", "yolo", "cvat"):
             shapes = dict(classes=args.classes, mapping=_mapping(args.map, args.map_file), unmapped=args.unmapped)
             if args.format == "coco":
                 from pcbseg.data.import_coco import import_coco

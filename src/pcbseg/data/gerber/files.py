@@ -1,0 +1,246 @@
+"""Find and read a board's fabrication files: which file is which layer, and gerbonara with its gaps filled.
+
+Layers are identified by their X2 ``.FileFunction`` attribute first (``%TF...%`` or the comment
+form ``G04 #@! TF...``), then by the usual file names of KiCad, EAGLE, Altium and EasyEDA.
+
+Gaps in gerbonara 1.5 that are filled here (all met on the boards in ``../shared/data/gerbers``):
+
+- the comment form ``G04 #@! TA.AperFunction,...*`` (KiCad 5/6, Altium) is ignored by gerbonara:
+  it is rewritten into the ``%TA...*%`` form before parsing;
+- ``Region`` objects carry no attributes: the aperture and object attributes in force at ``G36``
+  are attached to the regions of that block;
+- KiCad 6+ drill files without decimal points need the number format from ``;FORMAT={3:3/...}``
+  (Altium: ``;FILE_FORMAT=4:4``); drill tool functions (``; #@! TA.AperFunction,...,ViaDrill``)
+  are read from the comments;
+- ``G85`` slots are rewritten as routed slots (``M15``/``M16``);
+- outline files named ``.gm``, ``.gml``, ``.gm1`` (and ``.gko``) are recognised.
+
+Example:
+    >>> rewrite_comment_attributes("G04 #@! TA.AperFunction,ViaPad*\\nD10*")
+    '%TA.AperFunction,ViaPad*%\\nD10*'
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gerbonara import graphic_objects as go
+from gerbonara.cam import FileSettings
+from gerbonara.excellon import ExcellonParser
+from gerbonara.rs274x import GerberFile, GerberParser
+from gerbonara.utils import MM, Inch
+
+SIDES = ("top", "bottom")
+# (side, kind) by file-name rule, checked in order; side None = both/none.
+_NAME_RULES: list[tuple[str, str | None, str]] = [
+    (r"(\.gtl$|[-_]f[._]cu\b|copper_top|toplayer|\.cmp$|\btop\.gbr$)", "top", "copper"),
+    (r"(\.gbl$|[-_]b[._]cu\b|copper_bottom|bottomlayer|\.sol$|\bbottom\.gbr$)", "bottom", "copper"),
+    (r"(\.gts$|[-_]f[._]mask\b|soldermask_top|topsoldermask|\.stc$)", "top", "mask"),
+    (r"(\.gbs$|[-_]b[._]mask\b|soldermask_bottom|bottomsoldermask|\.sts$)", "bottom", "mask"),
+    (r"(\.gto$|[-_]f[._]silks?\b|[-_]f[._]silkscreen\b|silkscreen_top|topsilk|\.plc$)", "top", "silk"),
+    (r"(\.gbo$|[-_]b[._]silks?\b|[-_]b[._]silkscreen\b|silkscreen_bottom|bottomsilk|\.pls$)", "bottom", "silk"),
+    (r"(\.gtp$|[-_]f[._]paste\b|solderpaste_top|toppaste|\.crc$)", "top", "paste"),
+    (r"(\.gbp$|[-_]b[._]paste\b|solderpaste_bottom|bottompaste|\.crs$)", "bottom", "paste"),
+    (r"(\.gm\d*$|\.gml$|\.gko$|edge[._]cuts|\bprofile\b|outline|boardoutline|\.dim$)", None, "outline"),
+]
+_DRILL_EXT = (".drl", ".xln", ".txt", ".exc", ".drd", ".tap", ".nc", ".xnc")
+_FUNCTION_KIND = {"copper": "copper", "soldermask": "mask", "legend": "silk", "paste": "paste", "profile": "outline"}
+
+
+class GerberError(ValueError):
+    """A fabrication file cannot be used; the message names the file."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass
+class DrillFile:
+    path: Path
+    plated: bool | None  # None: the file mixes both or does not say
+    objects: list
+    functions: dict[int, str] = field(default_factory=dict)  # tool number -> X2 drill function
+    tool_of: dict[int, int] = field(default_factory=dict)  # id(tool object) -> tool number
+
+
+@dataclass
+class BoardFiles:
+    """The files of one board, by side and kind; ``identified_by`` says how each was recognised."""
+
+    root: Path
+    layers: dict[tuple[str | None, str], Path] = field(default_factory=dict)  # (side, kind) -> file
+    drills: list[Path] = field(default_factory=list)
+    identified_by: dict[str, str] = field(default_factory=dict)  # file name -> "X2" | "name"
+
+    def get(self, side: str | None, kind: str) -> Path | None:
+        return self.layers.get((side, kind))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError as e:
+        raise GerberError(path, f"cannot be read ({e})") from e
+
+
+def _file_function(text: str) -> list[str] | None:
+    m = re.search(r"(?:%|#@! )TF\.FileFunction,([^*%\r\n]*)", text[:20000])
+    return m.group(1).split(",") if m else None
+
+
+def identify(directory: str | Path) -> BoardFiles:
+    """Sort the files of a board folder into layers (X2 attributes first, then names)."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise GerberError(root, "not a folder")
+    board = BoardFiles(root)
+    for path in sorted(p for p in root.iterdir() if p.is_file()):
+        head = _read_text(path)[:20000]
+        name = path.name.lower()
+        if head.lstrip().startswith("M48") or ("M48" in head[:2000] and path.suffix.lower() in _DRILL_EXT):
+            board.drills.append(path)
+            board.identified_by[path.name] = "X2" if _file_function(head) else "name"
+            continue
+        if not re.search(r"%FS|%MO|G04|%ADD", head[:5000]):
+            continue  # not a Gerber file (job files, READMEs, ...)
+        key = None
+        ff = _file_function(head)
+        if ff and ff[0].lower() in _FUNCTION_KIND:
+            kind = _FUNCTION_KIND[ff[0].lower()]
+            side = None
+            if kind == "copper":
+                side = {"top": "top", "bot": "bottom"}.get(ff[2].lower()[:3] if len(ff) > 2 else "", f"inner:{ff[1]}")
+            elif kind != "outline" and len(ff) > 1:
+                side = {"top": "top", "bot": "bottom"}.get(ff[1].lower()[:3])
+            key, how = (side, kind), "X2"
+        else:
+            for pattern, side, kind in _NAME_RULES:
+                if re.search(pattern, name):
+                    key, how = (side, kind), "name"
+                    break
+        if key is not None and key not in board.layers:
+            board.layers[key] = path
+            board.identified_by[path.name] = how
+    if not any(board.get(s, "copper") for s in SIDES):
+        raise GerberError(root, "no recognisable top or bottom copper layer (by X2 .FileFunction or by file name)")
+    return board
+
+
+# --- Gerber ---------------------------------------------------------------------------------------
+
+_COMMENT_ATTRIBUTE = re.compile(r"G04 #@! (T[AFOD][^*\r\n]*)\*")
+
+
+def rewrite_comment_attributes(text: str) -> str:
+    """``G04 #@! TA.x,y*`` -> ``%TA.x,y*%``: the comment form KiCad 5/6 and Altium write."""
+    return _COMMENT_ATTRIBUTE.sub(r"%\1*%", text)
+
+
+class _AttributedParser(GerberParser):
+    """gerbonara's parser, but regions keep the aperture and object attributes in force at G36."""
+
+    def _parse_region_start(self, match):
+        super()._parse_region_start(match)
+        self._region_mark = len(self.target.objects)
+
+    def _parse_region_end(self, match):
+        super()._parse_region_end(match)
+        attrs = {**dict(self.aperture_attrs), **self.graphics_state.object_attrs}
+        for obj in self.target.objects[getattr(self, "_region_mark", len(self.target.objects)):]:
+            if isinstance(obj, go.Region):
+                # Region.__init__ never sets attrs: the class-level dataclass Field shows through
+                obj.attrs = {**attrs, **(obj.__dict__.get("attrs") or {})}
+
+
+def read_gerber(path: str | Path) -> GerberFile:
+    """Parse an RS-274X / X2 file, filling the gaps listed in the module docstring."""
+    path = Path(path)
+    text = rewrite_comment_attributes(_read_text(path))
+    obj = GerberFile()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _AttributedParser(obj).parse(text, filename=str(path))
+    except Exception as e:  # gerbonara raises SyntaxError, KeyError, ValueError... on bad files
+        reason = str(e).replace(str(path), "").strip(" :") or type(e).__name__
+        if "macro" in reason.lower() or isinstance(e, KeyError):
+            reason = f"unsupported or unknown aperture macro ({reason})"
+        raise GerberError(path, f"cannot be parsed as Gerber: {reason}") from e
+    return obj
+
+
+def _attrs(obj) -> dict:
+    attrs = obj.__dict__.get("attrs")
+    return attrs if isinstance(attrs, dict) else {}
+
+
+def aperture_function(obj) -> str | None:
+    """The X2 aperture function of a graphic object (``ViaPad``, ``SMDPad``, ``Conductor``...)."""
+    for attrs in (getattr(getattr(obj, "aperture", None), "attrs", None), _attrs(obj)):
+        if attrs:
+            value = dict(attrs).get(".AperFunction")
+            if value:
+                return value[0]
+    return None
+
+
+def component_of(obj) -> str | None:
+    """The reference designator of a pad (``.C``, or the first field of ``.P``), if the file says."""
+    attrs = _attrs(obj)
+    value = attrs.get(".C") or attrs.get(".P")
+    return value[0] if value else None
+
+
+# --- Excellon -------------------------------------------------------------------------------------
+
+_FORMAT = re.compile(r";\s*FORMAT=\{(?P<i>[\d-]+):(?P<f>[\d-]+)/\s*\w+\s*/\s*(?P<unit>\w+)\s*/\s*(?P<zeros>[^}]*)\}")
+_FILE_FORMAT = re.compile(r";\s*FILE_FORMAT=(\d+):(\d+)")
+_G85 = re.compile(r"^(?P<a>X[-+\d.]+Y[-+\d.]+)G85(?P<b>X[-+\d.]+Y[-+\d.]+)\s*$", re.M)
+_TOOL_FUNCTION = re.compile(r";\s*#@!\s*TA\.AperFunction,([^\r\n*]*)\s*[\r\n]+\s*T(\d+)", re.M)
+
+
+def drill_settings(text: str) -> FileSettings | None:
+    """The number format of a drill file, from KiCad's ``;FORMAT={...}`` or Altium's ``;FILE_FORMAT=``."""
+    if m := _FORMAT.search(text):
+        unit = MM if "metric" in m["unit"].lower() else Inch
+        if not m["i"].isdigit():  # "-:-" = decimal points are written
+            return FileSettings(unit=unit, zeros=None, number_format=(None, None))
+        zeros = "trailing" if "trailing" in m["zeros"].lower() else "leading"
+        return FileSettings(unit=unit, zeros=zeros, number_format=(int(m["i"]), int(m["f"])))
+    if m := _FILE_FORMAT.search(text):
+        unit = Inch if re.search(r"^INCH", text, re.M) else MM
+        zeros = "trailing" if re.search(r",\s*TZ", text) else "leading"
+        return FileSettings(unit=unit, zeros=zeros, number_format=(int(m[1]), int(m[2])))
+    return None
+
+
+def rewrite_g85_slots(text: str) -> str:
+    """``X..Y..G85X..Y..`` (a slot in one line) -> a routed slot gerbonara understands."""
+    return _G85.sub(lambda m: f"G00{m['a']}\nM15\nG01{m['b']}\nM16\nG05", text)
+
+
+def read_drill(path: str | Path) -> DrillFile:
+    path = Path(path)
+    text = _read_text(path)
+    functions = {int(t): f.split(",")[-1].strip() for f, t in _TOOL_FUNCTION.findall(text)}
+    ff = _file_function(text)
+    plated = None
+    if ff:
+        plated = {"plated": True, "nonplated": False}.get(ff[0].lower())
+    elif re.search(r"npth|non[-_ ]?plated", path.name, re.I) or re.search(r";\s*TYPE=NON_?PLATED", text, re.I):
+        plated = False
+    elif re.search(r"(?<!n)pth|(?<!non)plated", path.name, re.I) or re.search(r";\s*TYPE=PLATED", text, re.I):
+        plated = True
+    parser = ExcellonParser(drill_settings(text))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parser.do_parse(rewrite_g85_slots(text), filename=str(path))
+    except Exception as e:
+        raise GerberError(path, f"cannot be parsed as an Excellon drill file: {e}") from e
+    tool_of = {id(tool): number for number, tool in parser.tools.items()}
+    return DrillFile(path, plated, parser.objects, functions, tool_of)
