@@ -372,3 +372,28 @@ def test_group_duplicates_keeps_a_recropped_photo_with_its_source(tmp_path: Path
     assert rows["z_other"].group == rows["p0"].group == "p0" and rows["z_other"].split == rows["p0"].split
     assert len({r.group for r in rows.values()}) == 6
     assert "7 by name, 6 after merging" in (out / "import_report.md").read_text()
+
+
+def test_merge_keeps_each_split_and_refuses_other_classes(synth_root: Path, tmp_path: Path, capsys):
+    import shutil
+
+    a, b = (Path(shutil.copytree(synth_root, tmp_path / n)) for n in ("a", "b"))
+    out = tmp_path / "ab"
+    assert import_main(["merge", str(a), str(b), "--out", str(out)]) == 0
+    original = {r.id: r for r in read_splits(synth_root / "splits.csv")}
+    merged = read_splits(out / "splits.csv")
+    assert len(merged) == 2 * len(original)
+    for r in merged:
+        src, image_id = r.id.split("__")
+        assert r.split == original[image_id].split and r.group == f"{src}__{original[image_id].group}"
+    assert validate_dataset(out) == []
+    other = tmp_path / "other"
+    (other / "images").mkdir(parents=True)
+    (other / "masks").mkdir()
+    for i in range(2):
+        cv2.imwrite(str(other / "images" / f"x{i}.png"), np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(str(other / "masks" / f"x{i}.png"), np.zeros((8, 8), np.uint8))
+    assert import_main(["masks", str(other / "images"), str(other / "masks"), "--out", str(tmp_path / "c"),
+                        "--classes", "background,resistor"]) == 0
+    assert import_main(["merge", str(a), str(tmp_path / "c"), "--out", str(tmp_path / "ac")]) == 1
+    assert str(tmp_path / "c" / "classes.yaml") in capsys.readouterr().err

@@ -7,6 +7,7 @@
     pcbseg-import yolo export/ --out data/mine
     pcbseg-import cvat annotations.xml --images photos/ --out data/mine
     pcbseg-import gerber ../shared/data/gerbers/* --out data/gerber-boards --renders 8
+    pcbseg-import merge data/synthetic data/gerber-boards --out data/combined
     pcbseg-import check data/mine
 
 A plain command-line tool (it converts data; it runs no experiment). It never writes into an
@@ -123,6 +124,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
 
+    mg = sub.add_parser("merge", help="several datasets into one, each image keeping its split and group")
+    mg.add_argument("roots", type=Path, nargs="+", help="dataset roots with the same classes")
+    mg.add_argument("--out", type=Path, required=True, help="new dataset root")
+    mg.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+
     k = sub.add_parser("check", help="find near-duplicate images across the splits of a dataset")
     k.add_argument("root", type=Path, help="dataset root (with splits.csv)")
     k.add_argument("--min-inliers", type=int, default=None, help="keypoints that must agree (default 4)")
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     group_pattern = getattr(args, "group_pattern", None) or None
     common = {}
-    if args.format not in ("check", "gerber"):
+    if args.format not in ("check", "gerber", "merge"):
         common = dict(group_pattern=group_pattern, group_duplicates=args.group_duplicates, valid_pct=args.valid_pct,
                       test_pct=args.test_pct, seed=args.seed, overwrite=args.overwrite)
     try:
@@ -174,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
                                    test_pct=args.test_pct, overwrite=args.overwrite)
             for f, why in result.skipped:
                 print(f"skipped: {f}: {why}", file=sys.stderr)
+        elif args.format == "merge":
+            from pcbseg.data.merge import merge_datasets
+
+            result = merge_datasets(args.roots, args.out, overwrite=args.overwrite)
         elif args.format == "masks":
             from pcbseg.data.import_masks import import_masks
 
