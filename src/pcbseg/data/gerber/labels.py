@@ -391,7 +391,7 @@ def _components_from_paste(files: BoardFiles, side: str, canvas: Canvas) -> list
         if len(members) < 2:
             continue
         rect = body_from_pads(centres[members], sizes[members])
-        if rect[1][0] * rect[1][1] > 400:  # no plausible part; a cluster gone wrong
+        if rect[1][0] * rect[1][1] > 200:  # no plausible SMD part: a cluster gone wrong
             continue
         kind = "resistor" if len(members) == 2 else "transistor" if len(members) == 3 else "ic"
         out.append(Component(f"paste{g}", kind, rect))
@@ -401,9 +401,10 @@ def _components_from_paste(files: BoardFiles, side: str, canvas: Canvas) -> list
 def cluster_pads(centres: np.ndarray, sizes: np.ndarray) -> list[list[int]]:
     """Group pads into parts without reference designators (single linkage).
 
-    Two pads are linked when their areas differ by less than 1.6x and the gap between them is at
-    most 1.2 times the smaller pad's short side: the two pads of a chip, neighbours in a row of
-    fine-pitch leads. Parts sit further apart than that, relative to their pad size.
+    Two pads are linked when their areas differ by less than 1.6x, the gap between them is at most
+    1.2 times the smaller pad's short side, and the other pad lies across this pad's short side:
+    the two pads of a chip, neighbours in a row of leads. The next part of a bank of passives lies
+    off the long side, and other parts further away.
 
     >>> cluster_pads(np.array([[0, 0], [1.9, 0], [6, 0], [7.9, 0]]), np.array([[1.0, 1.4]] * 4))
     [[0, 1], [2, 3]]
@@ -420,9 +421,17 @@ def cluster_pads(centres: np.ndarray, sizes: np.ndarray) -> list[list[int]]:
     area = sizes[:, 0] * sizes[:, 1]
     short = sizes.min(axis=1)
     for i in range(n):
-        gap_xy = np.abs(centres - centres[i]) - (sizes + sizes[i]) / 2
+        offset = np.abs(centres - centres[i])
+        gap_xy = offset - (sizes + sizes[i]) / 2
         gap = np.maximum(gap_xy, 0).max(axis=1)
-        ok = (gap <= 1.2 * np.minimum(short, short[i])) & (np.maximum(area, area[i]) < 1.6 * np.minimum(area, area[i]))
+        w, h = sizes[i]
+        # a chip's partner and a lead's neighbours sit across the pad's short side; the next part in a
+        # bank of passives sits off its long side. Square pads link either way.
+        if max(w, h) < 1.2 * min(w, h):
+            across = np.ones(n, bool)
+        else:
+            across = offset[:, 0] >= offset[:, 1] if w < h else offset[:, 1] >= offset[:, 0]
+        ok = across & (gap <= 1.2 * np.minimum(short, short[i])) & (np.maximum(area, area[i]) < 1.6 * np.minimum(area, area[i]))
         for j in np.nonzero(ok)[0]:
             if j != i:
                 parent[find(int(j))] = find(i)
