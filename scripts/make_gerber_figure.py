@@ -1,20 +1,18 @@
 """Renders of real board layouts beside the labels from their Gerber files: docs/gerber_renders.png.
 
-    python scripts/make_gerber_figure.py [--boards tfrpm01 snappergps ferris nrfmicro] [--out docs/gerber_renders.png]
+    python scripts/make_gerber_figure.py [--boards tfrpm01 snappergps ferris wulpus_hv] [--out docs/gerber_renders.png]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.patches import Patch
-
+sys.path.insert(0, str(Path(__file__).parent))
+from _figure import image_mask_grid, legend_and_save
 from pcbseg.data.gerber.labels import label_board
 from pcbseg.data.gerber.render import render_crop
 from pcbseg.taxonomy import get_taxonomy
@@ -29,23 +27,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/gerber_renders.png"))
     args = ap.parse_args()
     tax = get_taxonomy("default")
-    fig, axes = plt.subplots(2, len(args.boards), figsize=(3.2 * len(args.boards), 6.9))
+    fig, axes = image_mask_grid(len(args.boards))
     for col, name in enumerate(args.boards):
         _, sides = label_board(GERBERS / name, px_per_mm=20)
         image, mask = render_crop(sides[0], tax, np.random.default_rng(col), args.size, px_per_mm=(12, 16))
         axes[0, col].imshow(image)
         axes[1, col].imshow(tax.colorize(mask))
         axes[0, col].set_title(f"{name} (top)", fontsize=9)
-        for ax in axes[:, col]:
-            ax.set_axis_off()
-    handles = [Patch(facecolor=[c / 255 for c in rgb], edgecolor="0.5", label=name)
-               for name, rgb in zip([*tax.names, "ignore"], [*tax.colors, (128, 128, 128)], strict=True)]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
-    fig.suptitle("pcbseg-import gerber: renders of real layouts (above) and labels from their files (below)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
-    args.out.parent.mkdir(exist_ok=True)
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
+    legend_and_save(fig, tax, "pcbseg-import gerber: renders of real layouts (above) and labels from their files (below)",
+                    args.out, ignore=True)
 
 
 if __name__ == "__main__":
