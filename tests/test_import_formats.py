@@ -397,3 +397,26 @@ def test_merge_keeps_each_split_and_refuses_other_classes(synth_root: Path, tmp_
                         "--classes", "background,resistor"]) == 0
     assert import_main(["merge", str(a), str(tmp_path / "c"), "--out", str(tmp_path / "ac")]) == 1
     assert str(tmp_path / "c" / "classes.yaml") in capsys.readouterr().err
+
+
+def test_coco_panoptic_png_segments(tmp_path: Path):
+    image, mask = board(9, 64)
+    folder = tmp_path / "export"
+    (folder / "panoptic").mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), image[..., ::-1])
+    seg_ids = np.zeros(mask.shape, np.int64)
+    infos = []
+    for k, cid in enumerate(CATEGORIES.values(), start=1):
+        seg = 1000 + 7 * k  # ids above 255 exercise the R + 256 G + 256² B encoding
+        seg_ids[mask == cid] = seg
+        infos.append({"id": seg, "category_id": k, "iscrowd": 0})
+    rgb = np.stack([seg_ids % 256, seg_ids // 256 % 256, seg_ids // 65536], axis=-1).astype(np.uint8)
+    cv2.imwrite(str(folder / "panoptic" / "a.png"), rgb[..., ::-1])
+    doc = {"images": [{"id": 1, "file_name": "a.png", "height": 64, "width": 64}],
+           "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CATEGORIES)],
+           "annotations": [{"image_id": 1, "file_name": "a.png", "segments_info": infos}]}
+    (folder / "panoptic.json").write_text(json.dumps(doc))
+    out = tmp_path / "ds"
+    assert import_main(["coco", str(folder / "panoptic.json"), "--out", str(out), "--classes", "default",
+                        "--map", "R=component", "--valid-pct", "0"]) == 0
+    np.testing.assert_array_equal(read_mask(DatasetLayout(out).mask_path("a")), mask)
