@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -271,52 +272,28 @@ def label_side(files: BoardFiles, side: str, px_per_mm: float, drills: list[_Dri
         under = mask_open[r0:r0 + own.shape[0], c0:c0 + own.shape[1]]
         return float(under[own > 0].mean()) if own.any() else 0.0
 
-    clear = []
+    def drill_at(x: float, y: float, radius: float) -> _Drill | None:
+        if not len(pxy):
+            return None
+        dist = np.hypot(pxy[:, 0] - x, pxy[:, 1] - y)
+        k = int(dist.argmin())
+        return plated[k] if dist[k] < radius else None
+
+    clear: list = []
     for obj in copper.objects:
         if not obj.polarity_dark:
             clear.append(obj)
             continue
-        if clear:  # a clear run erases every copper class beneath it
-            erase = canvas.blank()
-            canvas.draw(erase, clear, 1)
-            for lay in layers.values():
-                lay[erase > 0] = 0
-            clear = []
+        clear = _erase(canvas, layers, clear)
         fn = aperture_function(obj)
         if fn in SKIPPED_FUNCTIONS:
             continue
-        cls = None
-        if fn == "ViaPad":
-            cls = "via"
-        elif fn in PAD_FUNCTIONS:
-            cls = "pad"
-        elif fn in TRACE_FUNCTIONS:
-            cls = "trace"
+        cls = class_by_attribute(fn)
         if cls is not None:
             by_attr += 1
         else:
             by_rule += 1
-            if isinstance(obj, go.Flash):
-                x, y = _centre_mm(obj)
-                (bx0, by0), (bx1, by1) = obj.bounding_box(unit=MM)
-                size = max(bx1 - bx0, by1 - by0)
-                hit = None
-                if len(pxy):
-                    dist = np.hypot(pxy[:, 0] - x, pxy[:, 1] - y)
-                    k = int(dist.argmin())
-                    hit = plated[k] if dist[k] < min(bx1 - bx0, by1 - by0) / 2 else None
-                open_share = exposed(obj)
-                if hit is not None:
-                    small = size <= VIA_MAX_PAD_MM and hit.d <= VIA_MAX_DRILL_MM
-                    cls = "via" if hit.via or (hit.via is None and (open_share < 0.5 or small)) else "pad"
-                else:
-                    cls = "pad" if open_share >= 0.5 else "trace"
-            elif isinstance(obj, go.Region):
-                bb_obj = _bbox_mm([obj])
-                small = bb_obj is not None and (bb_obj[2] - bb_obj[0]) * (bb_obj[3] - bb_obj[1]) < 100
-                cls = "pad" if small and exposed(obj) >= 0.5 else "trace"
-            else:
-                cls = "trace"
+            cls = class_by_rule(obj, exposed, drill_at)
         canvas.draw(layers[cls], [obj], 1)
         if cls in ("via", "pad") and isinstance(obj, (go.Flash, go.Region)):
             counts[cls] += 1
@@ -329,11 +306,7 @@ def label_side(files: BoardFiles, side: str, px_per_mm: float, drills: list[_Dri
                     pads_by_ref.setdefault(ref, []).append(((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, b[2] - b[0], b[3] - b[1]))
         elif cls == "trace":
             counts["trace"] += 1
-    if clear:
-        erase = canvas.blank()
-        canvas.draw(erase, clear, 1)
-        for lay in layers.values():
-            lay[erase > 0] = 0
+    _erase(canvas, layers, clear)
 
     hole, via_drill = canvas.blank(), canvas.blank()
     vxy = np.array(via_centres) if via_centres else np.zeros((0, 2))
@@ -358,6 +331,49 @@ def label_side(files: BoardFiles, side: str, px_per_mm: float, drills: list[_Dri
     if side == "bottom":
         _mirror(labels)
     return labels
+
+
+def class_by_attribute(function: str | None) -> str | None:
+    """trace / via / pad from an X2 aperture function; None when it says nothing about that."""
+    if function == "ViaPad":
+        return "via"
+    if function in PAD_FUNCTIONS:
+        return "pad"
+    return "trace" if function in TRACE_FUNCTIONS else None
+
+
+def class_by_rule(obj, exposed: Callable[[object], float], drill_at: Callable[[float, float, float], _Drill | None]) -> str:
+    """The fallback for copper without attributes (see the module docstring).
+
+    ``exposed(obj)`` is the share of the object under a soldermask opening; ``drill_at(x, y, r)``
+    the plated drill hit within ``r`` mm of a point, if any.
+    """
+    if isinstance(obj, go.Flash):
+        x, y = _centre_mm(obj)
+        (bx0, by0), (bx1, by1) = obj.bounding_box(unit=MM)
+        hit = drill_at(x, y, min(bx1 - bx0, by1 - by0) / 2)
+        open_share = exposed(obj)
+        if hit is None:
+            return "pad" if open_share >= 0.5 else "trace"
+        if hit.via is not None:
+            return "via" if hit.via else "pad"
+        small = max(bx1 - bx0, by1 - by0) <= VIA_MAX_PAD_MM and hit.d <= VIA_MAX_DRILL_MM
+        return "via" if open_share < 0.5 or small else "pad"
+    if isinstance(obj, go.Region):
+        bb = _bbox_mm([obj])
+        small = bb is not None and (bb[2] - bb[0]) * (bb[3] - bb[1]) < 100  # pours are larger than 1 cm²
+        return "pad" if small and exposed(obj) >= 0.5 else "trace"
+    return "trace"
+
+
+def _erase(canvas: Canvas, layers: dict[str, np.ndarray], clear: list) -> list:
+    """Apply a run of clear-polarity objects to every copper class; returns the emptied run."""
+    if clear:
+        erase = canvas.blank()
+        canvas.draw(erase, clear, 1)
+        for layer in layers.values():
+            layer[erase > 0] = 0
+    return []
 
 
 def _components(pads_by_ref: dict[str, list[tuple[float, float, float, float]]]) -> list[Component]:
