@@ -52,8 +52,10 @@ def main() -> None:
     ap.add_argument("--boards", type=int, default=200)
     ap.add_argument("--renders", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--reuse", action="store_true", help="keep what an earlier run left in --work; only redo the figures")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="sim2real-"))
+    work.mkdir(parents=True, exist_ok=True)
     data = work / "data"
     tax = get_taxonomy("default")
     t0 = time.perf_counter()
@@ -65,11 +67,13 @@ def main() -> None:
         [sys.executable, "-m", "pcbseg.cli.train", "experiment=sim_to_real", f"paths.data_dir={data}",
          f"trainer.max_epochs={args.epochs}", "~callbacks.progress_bar", f"hydra.run.dir={work / 'run'}"],
     ]
-    for cmd in commands:
-        run(cmd, work)
     ckpt = work / "run" / "checkpoints" / "best.ckpt"
-    run(["pcbseg-eval", f"ckpt_path={ckpt}", "data=folder", f"data.root={data / 'gerber-boards'}",
-         f"hydra.run.dir={work / 'eval'}"], work)
+    commands.append(["pcbseg-eval", f"ckpt_path={ckpt}", "data=folder", f"data.root={data / 'gerber-boards'}",
+                     f"hydra.run.dir={work / 'eval'}"])
+    if not (args.reuse and (work / "eval" / "metrics.json").is_file()):
+        for cmd in commands:
+            run(cmd, work)
+        (work / "minutes.txt").write_text(f"{(time.perf_counter() - t0) / 60:.1f}")  # for --reuse
     summary = json.loads((work / "run" / "summary.json").read_text())
     board_metrics = json.loads((work / "eval" / "metrics.json").read_text())
     held_out = sorted({r.group for r in read_splits(data / "gerber-boards" / "splits.csv") if r.split == "val"})
@@ -92,10 +96,10 @@ def main() -> None:
         width = max(r.shape[1] for r in board_rows)
         fig = np.vstack([cv2.copyMakeBorder(r, 0, 8, 0, width - r.shape[1], cv2.BORDER_CONSTANT, value=(255, 255, 255))
                          for r in board_rows])
-        scale = min(1.0, 1800 / fig.shape[1])
+        scale = min(1.0, 1400 / fig.shape[1])
         cv2.imwrite(str(DOCS / "sim_to_real_board.jpg"), cv2.resize(fig, None, fx=scale, fy=scale,
                                                                     interpolation=cv2.INTER_AREA)[..., ::-1],
-                    [cv2.IMWRITE_JPEG_QUALITY, 88])
+                    [cv2.IMWRITE_JPEG_QUALITY, 75])
 
     # Real photos: SMD resistors, scored as "component" (and "component or pad") against the resistor masks.
     photos = sorted((SHARED / "pcb-resistor" / "image").iterdir())
@@ -105,6 +109,7 @@ def main() -> None:
     for scale in (1.0, 0.33):
         comp_i = comp_u = both_i = both_u = 0
         shares = np.zeros(tax.num_classes)
+        inside = np.zeros(tax.num_classes)
         for k, p in enumerate(photos):
             image = read_image(p)
             gt = cv2.imread(str(masks[p.stem]), cv2.IMREAD_GRAYSCALE) < 127
@@ -117,19 +122,23 @@ def main() -> None:
             comp_i, comp_u = comp_i + (comp & gt).sum(), comp_u + (comp | gt).sum()
             both_i, both_u = both_i + (both & gt).sum(), both_u + (both | gt).sum()
             shares += np.bincount(pred.ravel(), minlength=tax.num_classes)[: tax.num_classes]
+            inside += np.bincount(pred[gt], minlength=tax.num_classes)[: tax.num_classes]
             if k < 8:
                 shown[scale].append((image, gt, pred))
         results[scale] = {"component_iou": comp_i / comp_u, "component_or_pad_iou": both_i / both_u,
-                          "shares": shares / shares.sum()}
+                          "shares": shares / shares.sum(), "inside": inside / inside.sum()}
     tiles = []
     red = np.array(tax.colors[tax.id_of("component")], np.uint8)
     for (image, gt, native), (_, _, small) in zip(shown[1.0], shown[0.33], strict=True):
         col = [image, np.where(gt[..., None], red, 0).astype(np.uint8), overlay(image, native, tax), overlay(image, small, tax)]
-        tiles.append(np.vstack([cv2.resize(c, (96, 192), interpolation=cv2.INTER_NEAREST) for c in col]))
-    cv2.imwrite(str(DOCS / "sim_to_real_resistors.png"), np.hstack(tiles)[..., ::-1])
+        tiles.append(np.vstack([cv2.resize(c, (64, 128), interpolation=cv2.INTER_AREA) for c in col]))
+    cv2.imwrite(str(DOCS / "sim_to_real_resistors.jpg"), np.hstack(tiles)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
 
-    minutes = (time.perf_counter() - t0) / 60
-    per_class = board_metrics.get("per_class_iou", {})
+    minutes = float((work / "minutes.txt").read_text())  # all the steps above, as measured by the run that did them
+    per_class = {c: v["iou"] for c, v in board_metrics["per_class"].items()}
+    ranked = sorted(per_class.items(), key=lambda kv: kv[1])
+    worst, best = ranked[0], ranked[-1]
+    best_real = max(r["component_iou"] for r in results.values())
     lines = [
         "# Sim-to-real: Gerber renders + synthetic boards → real photos",
         "",
@@ -137,7 +146,7 @@ def main() -> None:
         f"({minutes:.0f} min on 2 CPU cores, {time.strftime('%Y-%m-%d')}). Training data: {args.boards} synthetic boards "
         f"and the renders of the six real layouts in `../shared/data/gerbers` ({args.renders} crops + one whole-side "
         f"render per side), merged with `pcbseg-import merge`; `pcbseg-train experiment=sim_to_real` "
-        f"(Unet + EfficientNet-Lite0, heavy augmentation, {summary['epochs'] + 1} epochs).",
+        f"(Unet + EfficientNet-Lite0, heavy augmentation, {summary['epochs']} epochs).",
         "",
         "## Held-out real layout (rendered)",
         "",
@@ -166,10 +175,21 @@ def main() -> None:
         *[f"| {s:g} | {r['component_iou']:.3f} | {r['component_or_pad_iou']:.3f} | "
           + " / ".join(f"{100 * v:.0f}%" for v in r["shares"]) + " |" for s, r in results.items()],
         "",
-        "![resistor photos](sim_to_real_resistors.png)",
+        "![resistor photos](sim_to_real_resistors.jpg)",
         "",
         "Rows: photo, resistor mask, prediction at native scale, prediction at one third. Colours as in the taxonomy "
         "(component red, pad yellow, trace orange, silkscreen white).",
+        "",
+        "## Reading",
+        "",
+        f"- On the unseen layout the model does best on {best[0]} (IoU {best[1]:.2f}) and worst on {worst[0]} "
+        f"({worst[1]:.2f}). These are renders: the same appearance model made the training images, so this measures "
+        "generalisation to a new layout, not to a camera.",
+        f"- On the real photos the best component IoU is {best_real:.2f}. A model trained on those photos themselves "
+        "reaches a foreground IoU of 0.93 (docs/benchmarks.md, resistor): renders of boards seen from a distance do not "
+        "teach what a macro shot of one greyscale part looks like. Inside the resistor masks (native scale) the "
+        "model says " + ", ".join(f"{n} {100 * v:.0f}%" for n, v in sorted(zip(tax.names, results[1.0]["inside"], strict=True),
+                                                                          key=lambda nv: -nv[1]) if v >= 0.01) + ".",
         "",
     ]
     (DOCS / "sim_to_real.md").write_text("\n".join(lines))
