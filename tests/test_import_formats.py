@@ -348,6 +348,18 @@ def test_check_finds_planted_duplicates_and_no_distinct_boards(dataset: Path, ca
         assert re.search(rf"\| {src} \| train \| {new} \| val \||\| {new} \| val \| {src} \| train \|", text), (src, new)
 
 
+def test_the_shortlist_finds_what_comparing_every_pair_finds():
+    """Above EXHAUSTIVE_PAIRS only each image's best candidates are compared: planted copies must be among them."""
+    boards = {f"b{i}": board(400 + i, 160)[0] for i in range(16)}
+    copies = {f"copy{i}": augment(*augment(boards[f"b{i}"], np.zeros((160, 160), np.uint8), kind), "bright")[0]
+              for i, kind in zip(range(4), ["rot90", "crop", "flip", "crop"], strict=True)}
+    prints = {k: Fingerprint.of(v) for k, v in {**boards, **copies}.items()}
+    splits = {k: "val" if k.startswith("copy") else "train" for k in prints}
+    everything = find_leaks(prints, splits, exhaustive=True)
+    shortlist = find_leaks(prints, splits, exhaustive=False)
+    assert {(lk.a, lk.b) for lk in shortlist} == {(lk.a, lk.b) for lk in everything} == {(f"b{i}", f"copy{i}") for i in range(4)}
+
+
 def test_distinct_boards_are_not_flagged():
     prints = {f"b{i}": Fingerprint.of(board(200 + i, 160)[0]) for i in range(10)}
     assert find_leaks(prints, {k: ("val" if k == "b0" else "train") for k in prints}) == []
