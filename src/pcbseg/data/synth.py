@@ -516,8 +516,11 @@ def _soft(layer: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(layer.astype(np.float32), (0, 0), sigma)
 
 
-def _paint(board: _Board, rng: np.random.Generator) -> np.ndarray:
-    """Paint a photo-like RGB float image in [0, 1] from the board's layers (any height and width)."""
+def _paint(board: _Board, rng: np.random.Generator, tented: bool | None = None) -> np.ndarray:
+    """Paint a photo-like RGB float image in [0, 1] from the board's layers (any height and width).
+
+    ``tented``: whether soldermask covers the vias; None draws it (55% tented).
+    """
     L, ppm = board.layers, board.ppm
     shape = L.trace.shape
     s = max(shape)
@@ -534,7 +537,8 @@ def _paint(board: _Board, rng: np.random.Generator) -> np.ndarray:
 
     # Copper under the mask shows as a lighter, warmer tint and stands slightly proud.
     under = mask_rgb * rng.uniform(0.55, 0.75) + _COPPER * rng.uniform(0.15, 0.3) + rng.uniform(0.02, 0.08)
-    tented = rng.random() < 0.55
+    drawn = rng.random() < 0.55  # drawn even when given, so a seed paints the same board either way
+    tented = drawn if tented is None else tented
     copper = L.trace | (L.via if tented else 0)
     a = _soft(copper, edge)[..., None]
     img = img * (1 - a) + under * a
@@ -636,12 +640,14 @@ BoardLayers = _Layers
 
 
 def paint(layers: BoardLayers, px_per_mm: float, rng: np.random.Generator, comp_alpha: np.ndarray | None = None,
-          comp_rgb: np.ndarray | None = None, comp_metal: np.ndarray | None = None) -> np.ndarray:
+          comp_rgb: np.ndarray | None = None, comp_metal: np.ndarray | None = None,
+          tented: bool | None = None) -> np.ndarray:
     """The synthetic boards' appearance model applied to given layers: float RGB in [0, 1].
 
     Soldermask over copper, exposed pad finish, silkscreen, drills, component bodies (``comp_alpha``
-    0/1, ``comp_rgb`` colour, ``comp_metal`` shiny parts), relief and uneven light. Used by the
-    Gerber importer so its renders look like the procedural boards.
+    0/1, ``comp_rgb`` colour, ``comp_metal`` shiny parts), relief and uneven light. ``tented``
+    covers the ``via`` layer with soldermask (None: drawn at random). Used by the Gerber importer
+    so its renders look like the procedural boards.
     """
     shape = layers.trace.shape
     zeros = np.zeros(shape, np.uint8)
@@ -649,7 +655,7 @@ def paint(layers: BoardLayers, px_per_mm: float, rng: np.random.Generator, comp_
                             comp_alpha=zeros if comp_alpha is None else comp_alpha,
                             comp_rgb=np.zeros((*shape, 3), np.float32) if comp_rgb is None else comp_rgb,
                             comp_metal=zeros if comp_metal is None else comp_metal)
-    return _paint(board, rng)
+    return _paint(board, rng, tented)
 
 
 def camera(rng: np.random.Generator, img: np.ndarray, labels: np.ndarray, out: int, ignore: int) -> tuple[np.ndarray, np.ndarray]:

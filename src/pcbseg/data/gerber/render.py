@@ -1,6 +1,7 @@
 """Photo-like renders of a labelled board side, pixel-aligned with their masks by construction.
 
-The appearance is the synthetic boards' (:func:`pcbseg.data.synth.paint`): soldermask over copper,
+The appearance is the synthetic boards' (:func:`pcbseg.data.synth.paint`), with the soldermask
+openings of the files deciding which copper is bare: soldermask over copper,
 exposed pad finish, silkscreen, drilled holes, component bodies, relief, uneven light, then the
 same camera (small perspective, blur, sensor noise, JPEG). Each render draws its own appearance
 seed, scale and crop; what lies outside the board is a plain surface and is labelled ignore (or
@@ -67,15 +68,24 @@ def _paint_window(side: SideLabels, taxonomy: Taxonomy, outside: str, rng: np.ra
     def binary(a: np.ndarray) -> np.ndarray:
         return (cut(a.astype(np.float32), cv2.INTER_AREA) >= 0.5).astype(np.uint8)
 
+    cut_layers = {name: binary(getattr(side, name)) for name in ("trace", "via", "via_drill", "pad", "hole", "silk")}
+    # The files say where the soldermask opens: copper there is bare metal (pads, untented vias,
+    # exposed copper), copper elsewhere is under the mask (traces, pours, tented vias).
+    bare = binary(side.mask_open)
+    covered = 1 - bare
     layers = BoardLayers(out_shape)
-    for name in ("trace", "via", "via_drill", "pad", "hole", "silk"):
-        setattr(layers, name, binary(getattr(side, name)))
+    layers.silk = cut_layers["silk"]
+    layers.pad = cut_layers["pad"] | ((cut_layers["via"] | cut_layers["trace"]) & bare)
+    layers.trace = cut_layers["trace"] & covered
+    layers.via = cut_layers["via"] & covered
+    layers.via_drill = cut_layers["via_drill"] & covered
+    layers.hole = cut_layers["hole"] | (cut_layers["via_drill"] & bare)
     board = binary(side.board)
     ids = cut(side.component_ids.astype(np.uint16), cv2.INTER_NEAREST) if side.component_ids is not None else None
     lab = cut(side.label_map(taxonomy, outside), cv2.INTER_NEAREST, border=taxonomy.ignore_index if outside == "ignore" else 0)
     comp_alpha = (ids > 0).astype(np.uint8) if ids is not None else None
     comp_rgb = _component_colours(side, rng)[ids] if ids is not None else None
-    img = paint(layers, px_per_mm, rng, comp_alpha, comp_rgb)
+    img = paint(layers, px_per_mm, rng, comp_alpha, comp_rgb, tented=True)  # what is not bare is covered
     surface = np.array([rng.uniform(0.15, 0.85)] * 3, np.float32) * (1 + rng.uniform(-0.1, 0.1, 3)).astype(np.float32)
     a = cv2.GaussianBlur(board.astype(np.float32), (0, 0), 0.7)[..., None]
     img = img * a + surface * (1 - a)
