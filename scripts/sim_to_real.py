@@ -138,6 +138,9 @@ def main() -> None:
     per_class = {c: v["iou"] for c, v in board_metrics["per_class"].items()}
     ranked = sorted(per_class.items(), key=lambda kv: kv[1])
     worst, best = ranked[0], ranked[-1]
+    row = np.array(board_metrics["confusion_matrix"][board_metrics["classes"].index(worst[0])], float)
+    where_worst = ", ".join(f"{c} {100 * v / row.sum():.0f}%" for c, v in sorted(zip(board_metrics["classes"], row, strict=True),
+                                                                                 key=lambda cv: -cv[1])[:3])
     best_real = max(r["component_iou"] for r in results.values())
     lines = [
         "# Sim-to-real: Gerber renders + synthetic boards → real photos",
@@ -183,8 +186,8 @@ def main() -> None:
         "## Reading",
         "",
         f"- On the unseen layout the model does best on {best[0]} (IoU {best[1]:.2f}) and worst on {worst[0]} "
-        f"({worst[1]:.2f}). These are renders: the same appearance model made the training images, so this measures "
-        "generalisation to a new layout, not to a camera.",
+        f"({worst[1]:.2f}; its pixels are predicted as {where_worst}). These are renders: the same appearance "
+        "model made the training images, so this measures generalisation to a new layout, not to a camera.",
         f"- On the real photos the best component IoU is {best_real:.2f}. A model trained on those photos themselves "
         "reaches a foreground IoU of 0.93 (docs/benchmarks.md, resistor): renders of boards seen from a distance do not "
         "teach what a macro shot of one greyscale part looks like. Inside the resistor masks (native scale) the "
