@@ -139,7 +139,7 @@ class DatasetBuilder:
         Images added with a ``split`` keep it (an export's own split); otherwise the holdout is drawn
         by group. A kept split is checked for leaks: a group on both sides, and (``check_pixels``)
         near-duplicate pictures on both sides (:mod:`pcbseg.data.leakage`). ``group_duplicates``
-        merges the groups of near-duplicate pictures before the holdout is drawn (N²/2 comparisons).
+        merges the groups of near-duplicate pictures before the holdout is drawn.
         """
         assert self.tmp is not None, "use DatasetBuilder as a context manager"
         res = self.result

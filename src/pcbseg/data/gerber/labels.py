@@ -2,18 +2,17 @@
 
 Each copper object is labelled by its X2 aperture function when the file gives one:
 
-==========================================================  ===========
-``Conductor``, ``EtchedComponent``, ``NonConductor``         trace
-``ViaPad`` (and drills with ``ViaDrill``)                    via
-``SMDPad``, ``ComponentPad``, ``ConnectorPad`` and other pads  pad
-non-plated drills, plated drills of pads                     hole
-legend layer (minus soldermask openings)                     silkscreen
-==========================================================  ===========
+- ``Conductor``, ``EtchedComponent``, ``NonConductor`` -> trace;
+- ``ViaPad`` (and drills whose tool says ``ViaDrill``) -> via;
+- ``SMDPad``, ``ComponentPad``, ``ConnectorPad`` and the other pad functions -> pad;
+- non-plated drills and the drills of pads -> hole; the legend layer, minus soldermask openings ->
+  silkscreen.
 
-and otherwise by rule (EAGLE, EasyEDA, old KiCad, Altium without attributes): a flash with a plated
-drill hit at its centre is a via when the soldermask covers it or when it is small (pad <= 1.0 mm,
-drill <= 0.5 mm), else a through-hole pad; other flashes and regions mostly under a soldermask
-opening are pads; drawn lines and arcs, and regions under the mask, are traces (copper pours).
+Otherwise it is labelled by rule (EAGLE, EasyEDA, old KiCad, Altium without attributes): a flash
+with a plated drill hit at its centre is a via when the soldermask covers it or when it is small
+(pad <= 1.0 mm, drill <= 0.5 mm), else a through-hole pad; other flashes mostly under a soldermask
+opening, and regions smaller than 1 cm² mostly under one, are pads; drawn lines and arcs, and the
+remaining regions (copper pours), are traces.
 :attr:`SideLabels.by_rule` counts the objects labelled by rule.
 
 Components are bodies placed over the pads of one reference designator (the ``.C`` / ``.P``

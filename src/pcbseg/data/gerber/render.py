@@ -12,6 +12,7 @@ Example:
     >>> from pathlib import Path
     >>> from pcbseg.data.gerber.example import write_example_board
     >>> from pcbseg.data.gerber.labels import label_board
+    >>> from pcbseg.taxonomy import get_taxonomy
     >>> files, sides = label_board(write_example_board(Path(tempfile.mkdtemp()) / "demo"), px_per_mm=20)
     >>> image, mask = render_crop(sides[0], get_taxonomy("default"), np.random.default_rng(0), size=128)
     >>> image.shape, mask.shape
@@ -27,9 +28,7 @@ import numpy as np
 
 from pcbseg.data.gerber.labels import SideLabels
 from pcbseg.data.synth import BoardLayers, camera, paint, sensor
-from pcbseg.taxonomy import Taxonomy, get_taxonomy
-
-__all__ = ["get_taxonomy", "render_crop", "render_full"]
+from pcbseg.taxonomy import Taxonomy
 
 # Body colours by kind (RGB 0..1): chip resistors black, MLCCs tan, plastic ICs near-black,
 # connectors off-white or black, inductors grey.
