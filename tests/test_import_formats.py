@@ -432,3 +432,16 @@ def test_coco_panoptic_png_segments(tmp_path: Path):
     assert import_main(["coco", str(folder / "panoptic.json"), "--out", str(out), "--classes", "default",
                         "--map", "R=component", "--valid-pct", "0"]) == 0
     np.testing.assert_array_equal(read_mask(DatasetLayout(out).mask_path("a")), mask)
+
+
+def test_a_corrupt_image_or_label_is_skipped_and_named(tmp_path: Path):
+    export = write_yolo(tmp_path / "export", {"train": [("a", *board(1)), ("b", *board(2))], "valid": [("c", *board(3))]})
+    (export / "train" / "images" / "broken.jpg").write_bytes(b"not a jpeg")
+    (export / "train" / "labels" / "b.txt").write_text("0 0.1 0.1 0.5\n")  # 3 numbers: neither box nor polygon
+    out = tmp_path / "ds"
+    assert import_main(["yolo", str(export), "--out", str(out), "--classes", "default", "--map", "R=component",
+                        "--no-pixel-check"]) == 0
+    assert sorted(r.id for r in read_splits(out / "splits.csv")) == ["a", "c"]
+    report = (out / "import_report.md").read_text()
+    assert f"`{export / 'train' / 'images' / 'broken.jpg'}`: cannot be read as an image" in report
+    assert f"`{export / 'train' / 'labels' / 'b.txt'}`: line 1: 3 coordinates" in report

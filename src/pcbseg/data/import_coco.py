@@ -23,7 +23,7 @@ from pycocotools import mask as mask_utils
 
 from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, paint, taxonomy_for
 from pcbseg.data.builder import DEFAULT_GROUP_PATTERN, DatasetBuilder, ImportResult
-from pcbseg.data.layout import read_image
+from pcbseg.data.layout import image_size, read_image
 
 SPLIT_FOLDERS = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
 
@@ -101,7 +101,11 @@ def import_coco(sources: Sequence[Path], out: Path, classes: str | Sequence[str]
                 if path is None:
                     builder.skip(img["file_name"], f"listed in {f.name} but not found beside it or in --images")
                     continue
-                h, w = read_image(path).shape[:2]
+                size = image_size(path)
+                if size is None:
+                    builder.skip(path, "cannot be read as an image (missing, corrupt or unsupported format)")
+                    continue
+                h, w = size
                 if (img.get("height", h), img.get("width", w)) != (h, w):
                     builder.skip(path, f"{f.name} says {img.get('width')}x{img.get('height')}, the file is {w}x{h}")
                     continue

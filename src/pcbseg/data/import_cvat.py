@@ -20,7 +20,7 @@ import numpy as np
 
 from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, paint, taxonomy_for
 from pcbseg.data.builder import DEFAULT_GROUP_PATTERN, DatasetBuilder, ImportResult
-from pcbseg.data.layout import read_image
+from pcbseg.data.layout import image_size
 
 IGNORED_SHAPES = ("box", "polyline", "points", "ellipse", "cuboid", "skeleton")
 
@@ -72,7 +72,11 @@ def import_cvat(xml_path: Path, out: Path, images: Path | None = None, classes: 
             if path is None:
                 builder.skip(name, f"listed in {xml_path.name} but not found under {', '.join(map(str, folders))}")
                 continue
-            h, w = read_image(path).shape[:2]
+            size = image_size(path)
+            if size is None:
+                builder.skip(path, "cannot be read as an image (missing, corrupt or unsupported format)")
+                continue
+            h, w = size
             shapes = []
             try:
                 for s in img:

@@ -27,7 +27,7 @@ import yaml
 from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, paint, taxonomy_for
 from pcbseg.data.builder import DEFAULT_GROUP_PATTERN, DatasetBuilder, ImportResult
 from pcbseg.data.import_coco import SPLIT_FOLDERS
-from pcbseg.data.layout import IMAGE_EXTENSIONS, read_image
+from pcbseg.data.layout import IMAGE_EXTENSIONS, image_size
 
 
 def read_label_line(line: str, width: int, height: int) -> tuple[int, np.ndarray | None]:
@@ -101,7 +101,11 @@ def import_yolo(root: Path, out: Path, classes: str | Sequence[str] | None = Non
                           "Images without a label file count as all background."]
         for split, (images, labels) in folders.items():
             for path in sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
-                h, w = read_image(path).shape[:2]
+                size = image_size(path)
+                if size is None:
+                    builder.skip(path, "cannot be read as an image (missing, corrupt or unsupported format)")
+                    continue
+                h, w = size
                 label = labels / f"{path.stem}.txt"
                 shapes, bad = [], None
                 lines = label.read_text().splitlines() if label.is_file() else []

@@ -70,6 +70,12 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """``(height, width)`` of an image file, or None when it cannot be read (importers skip it)."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return None if img is None else img.shape[:2]
+
+
 def read_mask(path: str | Path) -> np.ndarray:
     """An HxW uint8 class-id mask; anything else is an error naming the file."""
     mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
