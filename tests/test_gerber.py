@@ -148,6 +148,7 @@ def test_bad_boards_are_named_and_the_rest_still_import(demo: Path, tmp_path: Pa
     assert "aperture" in err.split(str(macro / "macro-B_Cu.gbr"))[1].splitlines()[0].lower()
     assert {r.group for r in read_splits(out / "splits.csv")} == {"demo"}
     assert import_main(["gerber", str(empty), "--out", str(tmp_path / "none")]) == 1
+    assert "no recognisable top or bottom copper layer" in capsys.readouterr().err  # why nothing was imported
     with pytest.raises(GerberError, match="no recognisable"):
         identify(empty)
 

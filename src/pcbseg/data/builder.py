@@ -144,7 +144,8 @@ class DatasetBuilder:
         assert self.tmp is not None, "use DatasetBuilder as a context manager"
         res = self.result
         if not res.imported:
-            raise ValueError(f"{self.source}: no image could be imported ({len(res.skipped)} skipped)")
+            why = "; ".join(f"{f}: {reason}" for f, reason in res.skipped[:3]) + (" ..." if len(res.skipped) > 3 else "")
+            raise ValueError(f"{self.source}: no image could be imported ({len(res.skipped)} skipped: {why})")
         self.taxonomy.save(self.layout.classes)
         given = {i: s for i, s in self._splits.items() if s is not None}
         if given and len(given) != len(self._splits):
