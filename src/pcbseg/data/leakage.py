@@ -7,19 +7,16 @@ longer honest. Group names catch most of this; this check looks at the pixels.
 How two images are compared: SIFT keypoints (OpenCV; invariant to rotation, scale and brightness)
 of one are matched against those of the other and of its mirror image; RANSAC fits a similarity
 transform (rotation + scale + shift); the first image is warped onto the second, and the pixels
-where they overlap must correlate by rank (Spearman, so brightness, contrast and clipped highlights do not matter). A pair is a
-near-duplicate when at least ``min_inliers`` keypoints agree on the transform *and* the overlap
+where they overlap must correlate by rank (Spearman, so brightness, contrast and clipped highlights
+do not matter). A pair is a near-duplicate when at least ``min_inliers`` keypoints agree on the transform *and* the overlap
 correlates at ``min_correlation`` or more. The second test is what keeps distinct boards that share
 identical parts (the same resistor footprint on two boards) from being flagged.
 
-Measured on random 70-95% crops (tests/test_import_formats.py plants such copies),
-turned, mirrored, ±30% brightness: rank correlation 0.93 and up; distinct synthetic boards at most
-0.46, even when a few keypoints agree. The correlation decides; the keypoints find the transform.
-Cost: 8-23 ms per image and 1-4 ms per pair compared on one core. Up to ``EXHAUSTIVE_PAIRS`` pairs
-are all compared; above that, each image is compared only with the ``SHORTLIST`` images that share
-the most similar keypoints with it (one FLANN index over all descriptors). On the 400 resistor
-crops the shortlist found the same 37 leaking pairs as comparing all 25,839, in a fifth of the time,
-and the same 327 duplicate groups as comparing all 79,800 pairs, in 9 s instead of 160 s.
+Up to ``EXHAUSTIVE_PAIRS`` pairs are all compared; above that, each image is compared only with
+the ``SHORTLIST`` images that share the most similar keypoints with it (one FLANN index over all
+descriptors). How well copies and distinct pictures separate, what a comparison costs, and how the
+shortlist compares with comparing every pair: docs/benchmarks.md, "Leakage check"
+(``scripts/bench/leak_check.py``).
 
 Example:
     >>> from pcbseg.data.synth import render_board
