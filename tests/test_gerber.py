@@ -216,3 +216,45 @@ def test_all_six_boards_import(tmp_path: Path):
     assert boards["tfrpm01"]["labelled_by"] in ("attributes", "mixed") and boards["nrfmicro"]["labelled_by"] == "mixed"
     rows = read_splits(out / "splits.csv")
     assert {r.group for r in rows} == set(BOARDS) and sum(r.split == "val" for r in rows) > 0
+
+
+# --- the board-photos boards: file quirks named in their README --------------------------------
+
+PHOTO_BOARDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "board-photos"
+needs_photo_boards = pytest.mark.skipif(not PHOTO_BOARDS.is_dir(), reason="../shared/data/board-photos is not here")
+
+
+def test_fritzing_rectangles_with_a_hole_become_solid(tmp_path: Path):
+    f = tmp_path / "silk.gto"
+    f.write_text("%FSLAX24Y24*%\n%MOIN*%\n%ADD10R,0.100000X0.050000X0.020000X0.010000*%\nD10*\nX010000Y010000D03*\nM02*\n")
+    canvas = Canvas(x0=20, y0=20, width_mm=10, height_mm=10, px_per_mm=20)  # the flash is at 25.4 mm
+    layer = canvas.blank()
+    canvas.draw(layer, read_gerber(f).objects)
+    assert layer.sum() == pytest.approx(2.54 * 1.27 * 400, rel=0.05)  # the whole 0.1 x 0.05 inch, no hole
+
+
+def test_eagle_drill_file_takes_its_format_from_the_dri_file(tmp_path: Path):
+    (tmp_path / "b.XLN").write_text("%\nM48\nM72\nT01C0.0138\n%\nT01\nX3850Y2350\nM30\n")
+    (tmp_path / "b.dri").write_text("Device            : Excellon drill station, coordinate format 2.4 inch\n")
+    (obj,) = read_drill(tmp_path / "b.XLN").objects
+    c = obj.converted(MM)
+    assert (round(float(c.x), 3), round(float(c.y), 3)) == (9.779, 5.969)  # 0.3850, 0.2350 inch
+    (tmp_path / "b.dri").write_text("Device : Excellon drill station, coordinate format 3.3 inch\n")
+    (obj,) = read_drill(tmp_path / "b.XLN").objects
+    assert round(float(obj.converted(MM).x), 2) == 97.79  # the format really comes from the .dri
+
+
+def test_fritzing_drill_tools_below_100_are_not_plated(tmp_path: Path):
+    (tmp_path / "d.txt").write_text("; NON-PLATED HOLES START AT T1\n; THROUGH (PLATED) HOLES START AT T100\nM48\nINCH\n"
+                                     "T1C0.125\nT100C0.038\n%\nT1\nX010000Y010000\nT100\nX020000Y010000\nM30\n")
+    d = read_drill(tmp_path / "d.txt")
+    assert d.plated_tools == {1: False, 100: True}
+
+
+@needs_photo_boards
+def test_relay_board_parses_and_its_holes_are_plated():
+    files, sides = label_board(PHOTO_BOARDS / "relay_board" / "gerber", 5)
+    assert {s.side for s in sides} == {"top", "bottom"}
+    assert sides[0].silk.sum() > 0 and sides[0].counts["pad"] > 100  # the silkscreen with "R,wXhXaXb" apertures
+    (drill,) = (read_drill(p) for p in files.drills)
+    assert drill.plated_tools and all(drill.plated_tools.values())  # every tool is T100 or above

@@ -13,6 +13,11 @@ Gaps in gerbonara 1.5 that are filled here (all met on the boards in ``../shared
   (Altium: ``;FILE_FORMAT=4:4``); drill tool functions (``; #@! TA.AperFunction,...,ViaDrill``)
   are read from the comments;
 - ``G85`` slots are rewritten as routed slots (``M15``/``M16``);
+- Fritzing's obsolete rectangle apertures with a rectangular hole (``%ADD10R,wXhXhwXhh*%``) lose
+  the hole, which is what they are meant to draw (solid rectangles);
+- an Excellon file without a number format (EAGLE's ``.XLN``) takes it from the EAGLE drill-station
+  file beside it (``.dri``: "coordinate format 2.4 inch"); Fritzing's "non-plated holes start at
+  T1 / plated holes start at T100" comments say which tools are plated;
 - outline files named ``.gm``, ``.gml``, ``.gm1`` (and ``.gko``) are recognised.
 
 Example:
@@ -65,6 +70,7 @@ class DrillFile:
     objects: list
     functions: dict[int, str] = field(default_factory=dict)  # tool number -> X2 drill function
     tool_of: dict[int, int] = field(default_factory=dict)  # id(tool object) -> tool number
+    plated_tools: dict[int, bool] = field(default_factory=dict)  # tool number -> plated, when the file says per tool
 
 
 @dataclass
@@ -156,10 +162,22 @@ class _AttributedParser(GerberParser):
                 obj.attrs = {**attrs, **(obj.__dict__.get("attrs") or {})}
 
 
+_RECT_WITH_HOLE = re.compile(r"%ADD(\d+)([RO]),([-\d.]+)X([-\d.]+)X[-\d.]+X[-\d.]+\*%")
+
+
+def rewrite_rect_holes(text: str) -> str:
+    """``%ADD10R,wXhXaXb*%`` (an obsolete rectangular hole, Fritzing) -> ``%ADD10R,wXh*%``.
+
+    >>> rewrite_rect_holes("%ADD10R,0.041339X0.096457X0.021654X0.076772*%")
+    '%ADD10R,0.041339X0.096457*%'
+    """
+    return _RECT_WITH_HOLE.sub(r"%ADD\1\2,\3X\4*%", text)
+
+
 def read_gerber(path: str | Path) -> GerberFile:
     """Parse an RS-274X / X2 file, filling the gaps listed in the module docstring."""
     path = Path(path)
-    text = rewrite_comment_attributes(_read_text(path))
+    text = rewrite_rect_holes(rewrite_comment_attributes(_read_text(path)))
     obj = GerberFile()
     try:
         with warnings.catch_warnings():
@@ -203,6 +221,19 @@ _G85 = re.compile(r"^(?P<a>X[-+\d.]+Y[-+\d.]+)G85(?P<b>X[-+\d.]+Y[-+\d.]+)\s*$",
 _TOOL_FUNCTION = re.compile(r";\s*#@!\s*TA\.AperFunction,([^\r\n*]*)\s*[\r\n]+\s*T(\d+)", re.M)
 
 
+_EAGLE_DRI = re.compile(r"coordinate format\s+(\d+)\.(\d+)\s+(inch|mm)", re.I)
+_FRITZING_PLATED = re.compile(r";\s*THROUGH \(PLATED\) HOLES START AT T(\d+)", re.I)
+
+
+def eagle_drill_settings(directory: Path) -> FileSettings | None:
+    """The number format stated by an EAGLE drill-station file (``*.dri``) in ``directory``."""
+    for dri in sorted(directory.glob("*.[dD][rR][iI]")):
+        if m := _EAGLE_DRI.search(_read_text(dri)):
+            return FileSettings(unit=Inch if m[3].lower() == "inch" else MM, zeros="leading",
+                                number_format=(int(m[1]), int(m[2])))
+    return None
+
+
 def drill_settings(text: str) -> FileSettings | None:
     """The number format of a drill file, from KiCad's ``;FORMAT={...}`` or Altium's ``;FILE_FORMAT=``."""
     if m := _FORMAT.search(text):
@@ -235,7 +266,14 @@ def read_drill(path: str | Path) -> DrillFile:
         plated = False
     elif re.search(r"(?<!n)pth|(?<!non)plated", path.name, re.I) or re.search(r";\s*TYPE=PLATED", text, re.I):
         plated = True
-    parser = ExcellonParser(drill_settings(text))
+    settings = drill_settings(text)
+    if settings is None and not re.search(r"^\s*(METRIC|INCH)\s*,\s*[LT]Z", text, re.M | re.I):
+        settings = eagle_drill_settings(path.parent)
+    plated_tools = {}
+    if m := _FRITZING_PLATED.search(text):
+        first_plated = int(m[1])
+        plated_tools = {int(t): int(t) >= first_plated for t in re.findall(r"^T(\d+)C", text, re.M)}
+    parser = ExcellonParser(settings)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -243,4 +281,4 @@ def read_drill(path: str | Path) -> DrillFile:
     except Exception as e:
         raise GerberError(path, f"cannot be parsed as an Excellon drill file: {e}") from e
     tool_of = {id(tool): number for number, tool in parser.tools.items()}
-    return DrillFile(path, plated, parser.objects, functions, tool_of)
+    return DrillFile(path, plated, parser.objects, functions, tool_of, plated_tools)

@@ -154,7 +154,7 @@ def _drills(files: list[DrillFile]) -> list[_Drill]:
             tool = obj.tool
             number = f.tool_of.get(id(tool))
             fn = f.functions.get(number) if number is not None else None
-            plated = tool.plated if tool.plated is not None else f.plated
+            plated = f.plated_tools.get(number, tool.plated if tool.plated is not None else f.plated)
             plated = True if plated is None else bool(plated)  # unlabelled drill files are mostly PTH
             via = True if fn == "ViaDrill" else (False if fn else None)
             d = float(MM(tool.diameter, tool.unit))
