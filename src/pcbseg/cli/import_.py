@@ -7,6 +7,7 @@
     pcbseg-import yolo export/ --out data/mine
     pcbseg-import cvat annotations.xml --images photos/ --out data/mine
     pcbseg-import gerber ../shared/data/gerbers/* --out data/gerber-boards --renders 8
+    pcbseg-import photos ../shared/data/board-photos/* --out data/board-photos
     pcbseg-import merge data/synthetic data/gerber-boards --out data/combined
     pcbseg-import check data/mine
 
@@ -42,6 +43,33 @@ def _mapping(pairs: list[str], path: Path | None) -> dict[str, str]:
         if not sep or not name:
             raise ValueError(f"--map {pair!r}: expected NAME=CLASS")
         out[name] = cls
+    return out
+
+
+def _boundary(value: str) -> str | int:
+    if value == "auto":
+        return value
+    try:
+        px = int(value)
+    except ValueError:
+        raise ValueError(f"--boundary-ignore {value!r}: expected auto or a whole number of pixels") from None
+    if px < 0:
+        raise ValueError(f"--boundary-ignore {value!r}: must be 0 or more")
+    return px
+
+
+def _ignore_regions(items: list[str]) -> dict[str, list[tuple[float, float, float, float]]]:
+    """``BOARD[/PHOTO]=x0,y0,x1,y1`` (Gerber mm) -> {key: [box, ...]}."""
+    out: dict[str, list[tuple[float, float, float, float]]] = {}
+    for item in items:
+        key, sep, box = item.partition("=")
+        try:
+            x0, y0, x1, y1 = (float(v) for v in box.split(","))
+        except ValueError:
+            raise ValueError(f"--ignore-region {item!r}: expected BOARD[/PHOTO]=X0,Y0,X1,Y1 (Gerber mm)") from None
+        if not sep or not key:
+            raise ValueError(f"--ignore-region {item!r}: expected BOARD[/PHOTO]=X0,Y0,X1,Y1 (Gerber mm)")
+        out.setdefault(key, []).append((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
     return out
 
 
@@ -124,6 +152,30 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
 
+    ph = sub.add_parser("photos", help="real photos of boards, labelled from their own Gerber files by registration")
+    ph.add_argument("boards", type=Path, nargs="+", help="board folders: gerber/ + photos/ (+ board.json)")
+    ph.add_argument("--out", type=Path, required=True, help="new dataset root")
+    ph.add_argument("--taxonomy", choices=["default", "fine"], default="default")
+    ph.add_argument("--outside", choices=["ignore", "background"], default="ignore",
+                    help="label of pixels outside the board outline")
+    ph.add_argument("--boundary-ignore", default="auto", metavar="auto|PX",
+                    help="ignore band on class boundaries: as wide as the photo's residual (auto) or PX pixels")
+    ph.add_argument("--max-side", type=int, default=None, help="downscale written images to this long side")
+    ph.add_argument("--no-crop", action="store_true", help="keep the whole frame (default: the board plus a margin)")
+    ph.add_argument("--max-residual", type=float, default=0.3, help="mm; a photo above it is skipped (default 0.3)")
+    ph.add_argument("--points", type=Path, default=None,
+                    help="CSV photo,x_px,y_px,x_mm,y_mm (Gerber mm), at least 4 rows per photo: start of the search")
+    ph.add_argument("--points-fixed", action="store_true", help="use --points as the fit itself, only verify it")
+    ph.add_argument("--ignore-region", action="append", default=[], metavar="BOARD[/PHOTO]=X0,Y0,X1,Y1",
+                    help="Gerber mm box to label ignore (e.g. a region that differs from the files); repeatable")
+    ph.add_argument("--no-occlusion", action="store_true",
+                    help="do not set to ignore what the photo shows and the files do not (parts, ink, glare)")
+    ph.add_argument("--no-correction", action="store_true", help="homography only, never a smooth correction")
+    ph.add_argument("--valid-pct", type=float, default=0.2, help="share of boards held out")
+    ph.add_argument("--test-pct", type=float, default=0.0)
+    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+
     mg = sub.add_parser("merge", help="several datasets into one, each image keeping its split and group")
     mg.add_argument("roots", type=Path, nargs="+", help="dataset roots with the same classes")
     mg.add_argument("--out", type=Path, required=True, help="new dataset root")
@@ -165,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     group_pattern = getattr(args, "group_pattern", None) or None
     common = {}
-    if args.format not in ("check", "gerber", "merge"):
+    if args.format not in ("check", "gerber", "merge", "photos"):
         common = dict(group_pattern=group_pattern, group_duplicates=args.group_duplicates, valid_pct=args.valid_pct,
                       test_pct=args.test_pct, seed=args.seed, overwrite=args.overwrite)
     try:
@@ -178,6 +230,19 @@ def main(argv: list[str] | None = None) -> int:
                                    render_px_per_mm=tuple(args.render_px_per_mm), taxonomy=args.taxonomy,
                                    outside=args.outside, full=not args.no_full, seed=args.seed, valid_pct=args.valid_pct,
                                    test_pct=args.test_pct, overwrite=args.overwrite)
+            for f, why in result.skipped:
+                print(f"skipped: {f}: {why}", file=sys.stderr)
+        elif args.format == "photos":
+            from pcbseg.data.photo.importer import import_photos
+            from pcbseg.data.photo.register import Limits
+
+            result = import_photos(args.boards, args.out, taxonomy=args.taxonomy, outside=args.outside,
+                                   boundary_ignore=_boundary(args.boundary_ignore), max_side=args.max_side,
+                                   crop=not args.no_crop, limits=Limits(max_residual_mm=args.max_residual),
+                                   points=args.points, points_fixed=args.points_fixed,
+                                   extra_ignore=_ignore_regions(args.ignore_region), occlusion=not args.no_occlusion,
+                                   correction=not args.no_correction, valid_pct=args.valid_pct, test_pct=args.test_pct,
+                                   seed=args.seed, overwrite=args.overwrite)
             for f, why in result.skipped:
                 print(f"skipped: {f}: {why}", file=sys.stderr)
         elif args.format == "merge":

@@ -402,7 +402,7 @@ def _components_from_paste(files: BoardFiles, side: str, canvas: Canvas) -> list
     centres = np.array([canvas_to_mm(canvas, *centroids[i]) for i in range(1, n_pads)])
     sizes = stats[1:, [cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]] / ppm
     out = []
-    for g, members in enumerate(cluster_pads(centres, sizes)):
+    for g, members in enumerate(pair_rows(centres, sizes, cluster_pads(centres, sizes))):
         if len(members) < 2:
             continue
         rect = body_from_pads(centres[members], sizes[members])
@@ -454,6 +454,46 @@ def cluster_pads(centres: np.ndarray, sizes: np.ndarray) -> list[list[int]]:
     for i in range(n):
         groups.setdefault(find(i), []).append(i)
     return sorted(groups.values())
+
+
+def pair_rows(centres: np.ndarray, sizes: np.ndarray, groups: list[list[int]]) -> list[list[int]]:
+    """Join two rows of leads that face each other (an SOIC, a TSOP) into one part.
+
+    :func:`cluster_pads` links leads only along a row, so a dual-row package comes out as two
+    rows. Two rows pair up when they have the same number of pads (3 or more), run parallel
+    (within 5°), line up along their length (offset below a fifth of it) and lie 1 to 15 mm apart.
+
+    >>> row = [[x, 0.0] for x in (0, 1.27, 2.54, 3.81)]
+    >>> c = np.array(row + [[x, 5.4] for x, _ in row]); s = np.array([[0.6, 1.5]] * 8)
+    >>> pair_rows(c, s, [[0, 1, 2, 3], [4, 5, 6, 7]])
+    [[0, 1, 2, 3, 4, 5, 6, 7]]
+    """
+    rows = {}
+    for k, members in enumerate(groups):
+        if len(members) < 3:
+            continue
+        (cx, cy), (w, h), angle = cv2.minAreaRect(centres[members].astype(np.float32))
+        if min(w, h) < 0.3 * float(np.max(sizes[members])):
+            length = max(w, h)
+            direction = math.radians(angle if w >= h else angle + 90)
+            rows[k] = (np.array([cx, cy]), length, np.array([math.cos(direction), math.sin(direction)]))
+    used: set[int] = set()
+    out = []
+    for i, (ci, li, di) in rows.items():
+        if i in used:
+            continue
+        for j, (cj, lj, dj) in rows.items():
+            if j <= i or j in used or len(groups[i]) != len(groups[j]):
+                continue
+            if abs(float(di @ dj)) < math.cos(math.radians(5)):
+                continue
+            along = abs(float((cj - ci) @ di))
+            across = abs(float((cj - ci) @ np.array([-di[1], di[0]])))
+            if along < 0.2 * max(li, lj) and 1.0 <= across <= 15.0 and abs(li - lj) < 0.2 * max(li, lj):
+                used |= {i, j}
+                out.append(sorted(groups[i] + groups[j]))
+                break
+    return sorted(out + [g for k, g in enumerate(groups) if k not in used])
 
 
 def canvas_to_mm(canvas: Canvas, col: float, row: float) -> tuple[float, float]:
