@@ -161,6 +161,8 @@ def parser() -> argparse.ArgumentParser:
     ph.add_argument("--boundary-ignore", default="auto", metavar="auto|PX",
                     help="ignore band on class boundaries: as wide as the photo's residual (auto) or PX pixels")
     ph.add_argument("--max-side", type=int, default=None, help="downscale written images to this long side")
+    ph.add_argument("--px-per-mm", type=float, default=None,
+                    help="downscale written images to this many pixels per board millimetre (photos finer than it)")
     ph.add_argument("--no-crop", action="store_true", help="keep the whole frame (default: the board plus a margin)")
     ph.add_argument("--max-residual", type=float, default=0.3, help="mm; a photo above it is skipped (default 0.3)")
     ph.add_argument("--points", type=Path, default=None,
@@ -238,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
             result = import_photos(args.boards, args.out, taxonomy=args.taxonomy, outside=args.outside,
                                    boundary_ignore=_boundary(args.boundary_ignore), max_side=args.max_side,
+                                   px_per_mm=args.px_per_mm,
                                    crop=not args.no_crop, limits=Limits(max_residual_mm=args.max_residual),
                                    points=args.points, points_fixed=args.points_fixed,
                                    extra_ignore=_ignore_regions(args.ignore_region), occlusion=not args.no_occlusion,

@@ -4,9 +4,10 @@ A board folder holds ``gerber/`` (Gerber and Excellon files), ``photos/`` and, o
 ``board.json`` (each photo's ``side``: ``top``, ``bottom``, or ``both`` with ``boards_in_photo``
 when a photo shows several boards; ``ignore_regions`` in Gerber mm). Each photo is registered to
 the side it shows (:mod:`.register`; without a side both are tried and the clearer one kept), its
-labels transferred (:mod:`.transfer`), and it is written at its own resolution (or ``max_side``),
-cropped around the board. A photo whose registration is not confident is skipped with the reason
-and never written with doubtful labels; the other photos still import. The group of every image
+labels transferred (:mod:`.transfer`), and it is written at its own resolution (or smaller:
+``max_side`` pixels, ``px_per_mm``), cropped around the board. A photo whose registration is not
+confident is skipped with the reason and never written with doubtful labels; the other photos
+still import. The group of every image
 is its board. ``import_report.md`` gives each photo's residual, confidence, time, class shares and
 an overlay thumbnail (``overlays/``); ``registration.json`` keeps the homographies.
 
@@ -194,6 +195,7 @@ def overlay(rgb: np.ndarray, frame: SideFrame, h: np.ndarray, long_side: int = 6
 
 def import_photos(boards: Sequence[str | Path], out: str | Path, taxonomy: str | Taxonomy = "default",
                   outside: str = "ignore", boundary_ignore: str | int = "auto", max_side: int | None = None,
+                  px_per_mm: float | None = None,
                   margin: float = 0.08, crop: bool = True, limits: Limits | None = None, points: str | Path | None = None,
                   points_fixed: bool = False, extra_ignore: dict[str, list[tuple[float, float, float, float]]] | None = None,
                   occlusion: bool = True, correction: bool = True, valid_pct: float = 0.2, test_pct: float = 0.0,
@@ -228,7 +230,8 @@ def import_photos(boards: Sequence[str | Path], out: str | Path, taxonomy: str |
                 start = time.perf_counter()
                 regions = [*spec.ignore_regions, *extra_ignore.get(name, []), *extra_ignore.get(f"{name}/{spec.path.name}", [])]
                 try:
-                    done = _one_photo(builder, board, name, spec, tax, outside, boundary_ignore, max_side, margin, crop, limits,
+                    done = _one_photo(builder, board, name, spec, tax, outside, boundary_ignore, max_side, px_per_mm, margin,
+                                      crop, limits,
                                       pts.get(spec.path.name), points_fixed, regions, occlusion, correction)
                 except (OSError, ValueError) as e:
                     builder.skip(spec.path, str(e))
@@ -249,7 +252,8 @@ def import_photos(boards: Sequence[str | Path], out: str | Path, taxonomy: str |
 
 
 def _one_photo(builder: DatasetBuilder, board: _Board, name: str, spec: PhotoSpec, tax: Taxonomy, outside: str,
-               boundary_ignore: str | int, max_side: int | None, margin: float, crop: bool, limits: Limits,
+               boundary_ignore: str | int, max_side: int | None, px_per_mm: float | None, margin: float, crop: bool,
+               limits: Limits,
                points: list | None, points_fixed: bool, regions: list, occlusion: bool, correction: bool) -> list[dict]:
     bgr = cv2.imread(str(spec.path), cv2.IMREAD_COLOR)  # applies the EXIF orientation
     if bgr is None:
@@ -283,9 +287,12 @@ def _one_photo(builder: DatasetBuilder, board: _Board, name: str, spec: PhotoSpe
             try_correction(fit)
         rec = {"id": tag, "board": name, "photo": spec.path.name, "side": reg.frame.side, "source": reg.source,
                "residual_mm": _r(fit.residual_mm), "rigid_residual_mm": _r(fit.rigid_residual_mm), "p90_mm": _r(fit.p90_mm),
-               "rms_mm": _r(fit.rms_mm), "confidence": round(reg.confidence, 3), "blocks": fit.inliers,
+               "rms_mm": _r(fit.rms_mm),
+               "lens_k": None if fit.lens is None else fit.lens.k.round(6).tolist(), "confidence": round(reg.confidence, 3),
+               "blocks": fit.inliers,
                "blocks_matched": fit.blocks, "coverage": round(fit.coverage, 3), "rival": round(reg.rival, 3),
-               "rival_side": reg.rival_side, "photo_px_per_mm": round(fit.ppm, 2), "corrected": fit.correction is not None,
+               "rival_side": reg.rival_side, "photo_px_per_mm": round(fit.ppm, 2),
+               "correction": "lens" if fit.lens is not None else "bow" if fit.correction is not None else None,
                "points_loo_mm": reg.points_rms_mm, "h_mm_to_photo_px": np.round(fit.h, 8).tolist(), "written": False}
         if not reg.ok:
             why = "; ".join(reg.reasons)
@@ -297,23 +304,23 @@ def _one_photo(builder: DatasetBuilder, board: _Board, name: str, spec: PhotoSpe
         scale = 1.0
         if max_side and max(box[2] - box[0], box[3] - box[1]) > max_side:
             scale = max_side / max(box[2] - box[0], box[3] - box[1])
+        if px_per_mm and fit.ppm > px_per_mm:
+            scale = min(scale, px_per_mm / fit.ppm)
         x0, y0, x1, y1 = box
         image = rgb[y0:y1, x0:x1]
-        h = fit.h
+        move = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
         if scale < 1:
             image = cv2.resize(image, (round((x1 - x0) * scale), round((y1 - y0) * scale)), interpolation=cv2.INTER_AREA)
-            s = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5], [0, 0, 1]])
-            h = s @ np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]]) @ h
-            window = (0, 0, image.shape[1], image.shape[0])
-        else:
-            h = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]]) @ h
-            window = (0, 0, x1 - x0, y1 - y0)
+            move = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5], [0, 0, 1]]) @ move
+        warp = fit.warp.then(move)  # into the written image's pixels
+        window = (0, 0, image.shape[1], image.shape[0])
         ppm = fit.ppm * scale
         band = boundary_width(fit.residual_mm, ppm, boundary_ignore)
         labels = board.labels(reg.frame.side, ppm)
-        pyr = PhotoPyramid(image)  # of the written image: h is in its coordinates now
-        mask, info = transfer_labels(pyr, reg.frame, labels, h, fit.correction, tax, window, outside, band, regions, occlusion,
+        pyr = PhotoPyramid(image)
+        mask, info = transfer_labels(pyr, reg.frame, labels, warp, tax, window, outside, band, regions, occlusion,
                                      fit.residual_mm)
+        h = warp.homography()
         if not builder.add(tag, image, mask, group=name, source_file=spec.path, image_ext=".jpg"):
             continue
         thumb = overlay(image, reg.frame, h)
@@ -342,6 +349,6 @@ def _report_rows(records: list[dict], tax: Taxonomy) -> list[str]:
         px = r["residual_mm"] * r["photo_px_per_mm"] * r["scale"] if r["residual_mm"] is not None else float("nan")
         shares = " | ".join(f"{100 * r['shares'][n]:.1f}%" for n in tax.names)
         rows.append(f"| {r['id']} | {r['side']} | {r['residual_mm']:.3f} ({px:.1f}) | {r['p90_mm']:.3f} | "
-                    f"{r['confidence']:.2f} | {r['blocks']} | {'yes' if r['corrected'] else 'no'} | {r['seconds']} | {shares} | "
+                    f"{r['confidence']:.2f} | {r['blocks']} | {r['correction'] or 'none'} | {r['seconds']} | {shares} | "
                     f"{100 * r['ignored_share']:.1f}% | ![](overlays/{r['id']}.jpg) |")
     return rows

@@ -2,7 +2,7 @@
 
 The side's label map (:meth:`pcbseg.data.gerber.labels.SideLabels.label_map`, rasterised at about
 the photo's own pixels per mm) is warped into the photo with nearest-neighbour sampling through the
-registration (and its smooth correction, when it has one). Then, set to ``ignore``:
+registration (and its lens or bow correction, when it has one). Then, set to ``ignore``:
 
 - outside the board outline (``outside="background"`` labels it background instead);
 - a band on every class boundary as wide as the registration's residual (``boundary_px``);
@@ -28,7 +28,7 @@ Example:
     >>> photo = cv2.warpPerspective(frame.appearance_render(20), truth @ frame.grid(20), (380, 280))
     >>> pyr = PhotoPyramid(photo)
     >>> fit = refine(pyr, frame, truth)
-    >>> mask, info = transfer_labels(pyr, frame, sides[0], fit.h, None, get_taxonomy("default"), (0, 0, 380, 280))
+    >>> mask, info = transfer_labels(pyr, frame, sides[0], fit.warp, get_taxonomy("default"), (0, 0, 380, 280))
     >>> mask.shape, int((mask == 255).mean() > 0.3)
     ((280, 380), 1)
 """
@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from pcbseg.data.gerber.labels import SideLabels
-from pcbseg.data.photo.fine import Correction, PhotoPyramid, warp_to_frame
+from pcbseg.data.photo.fine import PhotoPyramid, Warp, warp_to_frame
 from pcbseg.data.photo.frame import BARE, HOLE, MASK, MASK_COPPER, SILK, SideFrame, apply_h, label_grid
 from pcbseg.taxonomy import Taxonomy
 
@@ -149,15 +149,17 @@ def label_map(labels: SideLabels, taxonomy: Taxonomy, outside: str, placed: set[
         labels.component_ids = ids
 
 
-def transfer_labels(pyr: PhotoPyramid, frame: SideFrame, labels: SideLabels, h: np.ndarray, correction: Correction | None,
-                    taxonomy: Taxonomy, box: tuple[int, int, int, int], outside: str = "ignore", boundary_px: int = 1,
+def transfer_labels(pyr: PhotoPyramid, frame: SideFrame, labels: SideLabels, warp: Warp, taxonomy: Taxonomy,
+                    box: tuple[int, int, int, int], outside: str = "ignore", boundary_px: int = 1,
                     ignore_regions: list[tuple[float, float, float, float]] | None = None,
                     occlusion: bool = True, residual_mm: float = 0.05) -> tuple[np.ndarray, TransferInfo]:
     """The class-id mask of the photo window ``box`` = (x0, y0, x1, y1); see the module docstring.
 
-    ``frame`` is the side the registration was made with, ``labels`` the same side rasterised
-    at the resolution to transfer (about the photo's px/mm); ``ignore_regions`` are Gerber mm boxes.
+    ``frame`` is the side the registration was made with, ``warp`` the registration (frame mm ->
+    photo px), ``labels`` the same side rasterised at the resolution to transfer (about the
+    photo's px/mm); ``ignore_regions`` are Gerber mm boxes.
     """
+    h = warp.homography()
     info = TransferInfo(boundary_px=boundary_px)
     ignore = taxonomy.ignore_index
     lgrid = label_grid(labels)
@@ -192,39 +194,32 @@ def transfer_labels(pyr: PhotoPyramid, frame: SideFrame, labels: SideLabels, h: 
     lab[extra] = ignore
     x0, y0, x1, y1 = box
     fill = ignore if outside == "ignore" else taxonomy.resolve("background")
-    shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
     size = (x1 - x0, y1 - y0)
-    if correction is None:
+    if warp.is_homography:
+        shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
         mask = cv2.warpPerspective(lab, to_label @ np.linalg.inv(h) @ shift, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
     else:
-        mask = _remap_corrected(lab, to_label, h, correction, shift, size, fill)
+        mask = _remap(lab, to_label, warp, (x0, y0), size, fill)
     if boundary_px > 0:
         k = _disk(boundary_px)
         mask[cv2.dilate(mask, k) != cv2.erode(mask, k)] = ignore
     return mask, info
 
 
-def _remap_corrected(lab: np.ndarray, to_label: np.ndarray, h: np.ndarray, correction: Correction, shift: np.ndarray,
-                     size: tuple[int, int], fill: int, step: int = 16) -> np.ndarray:
-    """Nearest-neighbour labels through the homography and the smooth correction. The correction
-    is smooth over millimetres, so it is evaluated every ``step`` photo pixels and interpolated."""
+def _remap(lab: np.ndarray, to_label: np.ndarray, warp: Warp, origin: tuple[int, int], size: tuple[int, int], fill: int,
+           step: int = 8) -> np.ndarray:
+    """Nearest-neighbour labels through a warp that is not a homography. The mapping is smooth
+    over millimetres, so it is computed exactly every ``step`` photo pixels and interpolated."""
     w, hh = size
-    inv_h = np.linalg.inv(h) @ shift
-    gw, gh = w // step + 2, hh // step + 2
-    gx, gy = np.meshgrid(np.arange(gw) * step, np.arange(gh) * step)
-    q = apply_h(inv_h, np.c_[gx.ravel(), gy.ravel()].astype(np.float64))
-    dq = (correction.inverse(q) - q).reshape(gh, gw, 2).astype(np.float32)
-    # upsample the correction (in frame mm) to every pixel: corners of the coarse grid sit on pixel centres
-    dense = cv2.resize(dq, ((gw - 1) * step + 1, (gh - 1) * step + 1), interpolation=cv2.INTER_LINEAR)[:hh, :w]
-    px, py = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(hh, dtype=np.float64))
-    m = to_label @ inv_h
-    den = m[2, 0] * px + m[2, 1] * py + m[2, 2]
-    # label px = to_label @ (q + dq), q = inv_h @ p; to_label is affine, so add its linear part times dq
-    lx = (m[0, 0] * px + m[0, 1] * py + m[0, 2]) / den + to_label[0, 0] * dense[..., 0] + to_label[0, 1] * dense[..., 1]
-    ly = (m[1, 0] * px + m[1, 1] * py + m[1, 2]) / den + to_label[1, 0] * dense[..., 0] + to_label[1, 1] * dense[..., 1]
-    return cv2.remap(lab, lx.astype(np.float32), ly.astype(np.float32), cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                     borderValue=fill)
+    gw, gh = (w - 1) // step + 2, (hh - 1) // step + 2
+    gx, gy = np.meshgrid(np.arange(gw) * step + origin[0], np.arange(gh) * step + origin[1])
+    q = warp.to_frame(np.c_[gx.ravel(), gy.ravel()].astype(np.float64))
+    grid = apply_h(to_label, q).reshape(gh, gw, 2).astype(np.float32)
+    # corners of the coarse grid sit on pixel centres, so (g - 1) * step + 1 pixels span it exactly
+    dense = cv2.resize(grid, ((gw - 1) * step + 1, (gh - 1) * step + 1), interpolation=cv2.INTER_LINEAR)[:hh, :w]
+    return cv2.remap(lab, np.ascontiguousarray(dense[..., 0]), np.ascontiguousarray(dense[..., 1]), cv2.INTER_NEAREST,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
 
 
 def boundary_width(residual_mm: float, photo_ppm: float, setting: str | int = "auto") -> int:
