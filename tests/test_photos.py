@@ -329,3 +329,21 @@ def test_a_real_photo_of_another_board_is_refused():
     frames = [SideFrame(s) for s in sides_of(PHOTOS / "coco2_sram" / "gerber", 16)]
     regs = register_photo(photo, frames, Limits(), side_given=False)
     assert not regs or not regs[0].ok
+
+
+def test_exif_orientation_is_applied_before_registration(demo_board: Path, tmp_path: Path):
+    from PIL import Image
+
+    board = Path(shutil.copytree(demo_board, tmp_path / "demo"))
+    upright = Image.open(board / "photos" / "shot0.png").convert("RGB")
+    for f in (board / "photos").iterdir():
+        f.unlink()
+    (board / "board.json").unlink()
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # stored turned; EXIF 6 says "turn 90° clockwise to view"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(board / "photos" / "turned.jpg", quality=95, exif=exif)
+    res = import_photos([board], tmp_path / "ds", limits=LOOSE, crop=False, valid_pct=0)
+    assert res.imported == ["demo_turned"]
+    written = cv2.imread(str(tmp_path / "ds" / "images" / "demo_turned.jpg"))
+    assert written.shape[:2] == (upright.height, upright.width)  # as viewed, not as stored
