@@ -9,6 +9,8 @@ Example:
     >>> logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
     >>> bool(loss(logits, target) > 0)
     True
+    >>> float(loss(logits, torch.full_like(target, 255)))   # all ignored: zero, not NaN
+    0.0
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class CombinedLoss(nn.Module):
     def __init__(self, weights: Mapping[str, float], ignore_index: int = 255,
                  class_weights: Sequence[float] | None = None):
         super().__init__()
+        self.ignore_index = ignore_index
         unknown = set(weights) - set(LOSSES)
         if unknown:
             raise ValueError(f"unknown loss(es) {sorted(unknown)}; choose from {LOSSES}")
@@ -42,4 +45,7 @@ class CombinedLoss(nn.Module):
         self.losses = nn.ModuleDict({k: build[k]() for k in self.weights})
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not (target != self.ignore_index).any():
+            # nothing labelled (a tile outside a photographed board): no loss, rather than 0/0 = NaN
+            return logits.sum() * 0.0
         return sum(w * self.losses[k](logits, target) for k, w in self.weights.items())
