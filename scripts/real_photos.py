@@ -127,8 +127,8 @@ def figure(native: Path, records: list[dict], board: str) -> Path:
         labels = TAX.colorize(mask)
         labels[mask == TAX.ignore_index] = (70, 70, 70)
         over = read_image(native / "overlays" / f"{r['id']}.jpg")
-        s = 360 / image.shape[0]
-        size = (round(image.shape[1] * s), 360)
+        s = 300 / image.shape[0]
+        size = (round(image.shape[1] * s), 300)
         rows.append(np.hstack([cv2.resize(image, size, interpolation=cv2.INTER_AREA),
                                cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST),
                                cv2.resize(over, size, interpolation=cv2.INTER_AREA)]))
@@ -137,7 +137,7 @@ def figure(native: Path, records: list[dict], board: str) -> Path:
                      for r in rows])
     FIGS.mkdir(parents=True, exist_ok=True)
     out = FIGS / f"{board}.jpg"
-    cv2.imwrite(str(out), fig[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
+    cv2.imwrite(str(out), fig[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 75])
     return out
 
 
@@ -156,18 +156,21 @@ def main() -> None:
     import_cmd = ["pcbseg-import", "photos", *map(str, boards), "--out", str(native), "--overwrite"]
     for region in PDP11_DIFFERS:
         import_cmd += ["--ignore-region", region]
-    t0 = time.perf_counter()
     if not (args.reuse and (native / "registration.json").is_file()):
         run(import_cmd, work)
-    import_seconds = time.perf_counter() - t0
     records = json.loads((native / "registration.json").read_text())
     rescale(native, small, args.px_per_mm, records)
     names = [b.name for b in boards]
     figures = {b: figure(native, records, b) for b in names if any(r["board"] == b and r["written"] for r in records)}
 
     # (a) zero-shot
-    zero = None
+    zero, zero_about = None, ""
     if args.ckpt:
+        summary = args.ckpt.parent.parent / "summary.json"
+        if summary.is_file():
+            sm = json.loads(summary.read_text())
+            zero_about = (f" (this checkpoint: {sm.get('epochs')} epochs, {sm.get('wall_time_s', 0) / 60:.0f} min of training "
+                          f"here, mIoU {sm['val']['mIoU']:.3f} on its own synthetic + render holdout)")
         module = load_module(args.ckpt)
         predictor = TiledPredictor(module, TAX.num_classes, tile=512, overlap=128, mean=module.mean, std=module.std)
         ev = Evaluation(list(TAX.names), TAX.ignore_index)
@@ -205,18 +208,19 @@ def main() -> None:
         "# Real board photos labelled from their own Gerber files",
         "",
         "Made by `python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]) + f"` on {time.strftime('%Y-%m-%d')} "
-        "(2 CPU cores, no GPU). Every number here was measured by that run.",
+        "(2 CPU cores, no GPU). Every number here was measured by it" + (" (with `--reuse`, the import and the fold runs "
+        "are those of the first run of the same command in that work folder)" if args.reuse else "") + ".",
         "",
         "The photographs are `../shared/data/board-photos` (six open-hardware boards, their fab files at the same "
         "revision). They were registered to their files and labelled with",
         "",
         "```bash",
-        " ".join(import_cmd[:3]) + " ../shared/data/board-photos/* --out data/board-photos \\",
+        "pcbseg-import photos ../shared/data/board-photos/* --out data/board-photos \\",
         "    " + " ".join(f"--ignore-region {r}" for r in PDP11_DIFFERS),
         "```",
         "",
-        f"{len(written)} board images from {len({r['photo'] for r in records})} photos in {import_seconds:.0f} s "
-        f"(the import as a whole, files read once per board). a7139_breakout's one photo shows three boards; the one "
+        f"{len(written)} board images from {len({r['photo'] for r in records})} photos (the whole import's time is in "
+        "docs/benchmarks.md, `scripts/bench/photo_registration.py`). a7139_breakout's one photo shows three boards; the one "
         "with the radio module soldered on (the module hides almost all of it) is not found with a confident fit, so "
         "two of three are written.",
         "",
@@ -279,7 +283,9 @@ def main() -> None:
             pc = m["per_class"]
             lines.append(f"| {board} | " + " | ".join(fmt(pc[n]["iou"]) for n in TAX.names) + f" | {fmt(m['mIoU'])} | "
                          f"{seconds / 60:.1f} |")
-    lines += ["", "(a) is the model of docs/sim_to_real.md, trained only on synthetic boards and Gerber renders. (b) "
+    lines += ["", "(a) is a model trained with the recipe of docs/sim_to_real.md (`experiment=sim_to_real`: synthetic boards "
+              f"and Gerber renders of the six boards in ../shared/data/gerbers, none of them photographed here){zero_about}; "
+              "it has never seen a real photo. (b) "
               "fine-tunes the default ImageNet EfficientNet-Lite0 Unet (`pcbseg-train data=folder`, one frozen epoch) on "
               "the other five boards' photos; the held-out board's photos are never seen. Six boards and 14 images are a "
               "small test: these numbers say where things stand, not how a model ranks against another.", ""]
