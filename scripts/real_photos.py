@@ -34,10 +34,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pcbseg.api import load_model
 from pcbseg.data.layout import DatasetLayout, read_image, read_mask, write_image, write_mask
 from pcbseg.data.splits import read_splits
 from pcbseg.evaluate import Evaluation
-from pcbseg.inference import TiledPredictor, load_module
 from pcbseg.taxonomy import get_taxonomy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,8 +171,8 @@ def main() -> None:
             sm = json.loads(summary.read_text())
             zero_about = (f" (this checkpoint: {sm.get('epochs')} epochs, {sm.get('wall_time_s', 0) / 60:.0f} min of training "
                           f"here, mIoU {sm['val']['mIoU']:.3f} on its own synthetic + render holdout)")
-        module = load_module(args.ckpt)
-        predictor = TiledPredictor(module, TAX.num_classes, tile=512, overlap=128, mean=module.mean, std=module.std)
+        module = load_model(args.ckpt)
+        predictor = module.predictor(tile=512, overlap=128)
         ev = Evaluation(list(TAX.names), TAX.ignore_index)
         layout = DatasetLayout(small)
         files, _ = layout.image_files()

@@ -25,9 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent / "bench"))
 from _report import write_section
 
+from pcbseg.api import load_model
 from pcbseg.data.layout import read_image
 from pcbseg.data.splits import read_splits
-from pcbseg.inference import TiledPredictor, load_module
 from pcbseg.taxonomy import get_taxonomy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,8 +82,8 @@ def main() -> None:
     held_out = sorted({r.group for r in read_splits(data / "gerber-boards" / "splits.csv") if r.split == "val"})
 
     # The held-out board: a whole-side render, its labels, the prediction.
-    module = load_module(ckpt)
-    predictor = TiledPredictor(module, tax.num_classes, tile=512, overlap=128, mean=module.mean, std=module.std)
+    module = load_model(ckpt)
+    predictor = module.predictor(tile=512, overlap=128)
     board_rows = []
     for side in ("top", "bottom"):
         image_path = next((data / "gerber-boards" / "images").glob(f"{held_out[0]}_{side}_full.*"), None)

@@ -53,17 +53,18 @@ def test_padding_is_ignored_in_the_mask(dataset: Path):
     assert (tb["mask"] == 255).float().mean() > 0.3
 
 
-def test_normalisation_comes_from_the_caller(dataset: Path):
+def test_images_come_in_zero_one_and_the_model_normalises_them(dataset: Path):
+    from pcbseg.models.module import SegmentationModule
+
     dm = _dm(dataset)
-    dm.mean, dm.std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
     dm.prepare_data()
     dm.setup("fit")
     img = next(iter(dm.val_dataloader()))["image"]
-    assert img.min() < -0.5 and img.max() <= 1.0  # (x - 0.5) / 0.5 lands in [-1, 1]
-    raw = _dm(dataset)
-    raw.setup("fit")
-    img = next(iter(raw.val_dataloader()))["image"]
-    assert img.min() >= 0 and img.max() <= 1
+    assert img.min() >= 0 and img.max() <= 1 and img.max() > 0.5
+    model = SegmentationModule(weights=None, num_classes=7, mean=(0.2, 0.3, 0.4), std=(0.5, 0.6, 0.7)).eval()
+    x = img[:1, :, :64, :64]
+    expected = model.model((x - torch.tensor([0.2, 0.3, 0.4]).view(1, 3, 1, 1)) / torch.tensor([0.5, 0.6, 0.7]).view(1, 3, 1, 1))
+    assert torch.allclose(model(x), expected, atol=1e-5)
 
 
 def test_crop_must_fit_the_encoder_stride(dataset: Path):

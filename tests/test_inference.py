@@ -45,7 +45,7 @@ def test_identity_network_round_trips_exactly():
     image = (labels[..., None] == np.arange(3)).astype(np.uint8) * 255  # one-hot as RGB
     ident = torch.nn.Conv2d(3, 3, 1, bias=False)
     ident.weight.data = torch.eye(3).view(3, 3, 1, 1)
-    pred = TiledPredictor(ident, 3, tile=128, overlap=32, mean=(0, 0, 0), std=(1, 1, 1)).predict(image, return_probs=True)
+    pred = TiledPredictor(ident, 3, tile=128, overlap=32).predict(image, return_probs=True)
     assert np.array_equal(pred.mask, labels)
     assert pred.probs.shape == (3, 300, 410) and np.allclose(pred.probs.astype(np.float32).sum(0), 1, atol=1e-2)
 
@@ -67,8 +67,8 @@ def test_tiled_matches_whole_image_prediction():
 
 def test_tta_averages_and_keeps_shape(net: SegmentationModule):
     image, _ = render_board(2, size=160)
-    plain = TiledPredictor(net, 7, tile=128, overlap=32, mean=net.mean, std=net.std).predict(image, return_logits=True)
-    tta = TiledPredictor(net, 7, tile=128, overlap=32, mean=net.mean, std=net.std, tta=["hflip", "rot90"])
+    plain = TiledPredictor(net, 7, tile=128, overlap=32).predict(image, return_logits=True)
+    tta = TiledPredictor(net, 7, tile=128, overlap=32, tta=["hflip", "rot90"])
     out = tta.predict(image, return_logits=True)
     assert out.mask.shape == (160, 160) and not np.allclose(out.logits, plain.logits)
     with pytest.raises(ValueError, match="unknown TTA"):
@@ -139,8 +139,8 @@ def test_export_onnx_parity_and_onnx_backend(tmp_path: Path, checkpoint: Path):
 def test_stripes_give_exactly_the_single_pass_result(net: SegmentationModule):
     image, _ = render_board(4, size=320)
     image = np.ascontiguousarray(np.concatenate([image, image[:, ::-1]], 1))  # 320 x 640
-    one = TiledPredictor(net, 7, tile=128, overlap=32, mean=net.mean, std=net.std).predict(image, return_logits=True)
-    striped = TiledPredictor(net, 7, tile=128, overlap=32, mean=net.mean, std=net.std, max_band_width=200)
+    one = TiledPredictor(net, 7, tile=128, overlap=32).predict(image, return_logits=True)
+    striped = TiledPredictor(net, 7, tile=128, overlap=32, max_band_width=200)
     two = striped.predict(image, return_logits=True)
     assert np.array_equal(one.mask, two.mask)
     assert np.allclose(one.logits, two.logits, atol=1e-5)

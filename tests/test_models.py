@@ -9,7 +9,6 @@ import pytest
 import timm
 import torch
 
-from pcbseg.callbacks import FreezeEncoder
 from pcbseg.models.losses import CombinedLoss
 from pcbseg.models.module import ARCHITECTURES, SegmentationModule, schedule_factor
 from pcbseg.models.weights import OFFLINE_WEIGHTS, WeightsError, load_timm_state, resolve_weights
@@ -114,9 +113,9 @@ def test_architecture_suite(arch: str):
     loss.backward()
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
-    cb = FreezeEncoder()
-    cb.freeze_before_training(module)
-    assert FreezeEncoder.is_frozen(module)
+    module.frozen_steps = 5  # what configure_optimizers sets from freeze_epochs
+    module._apply_freeze()
+    assert module.encoder_frozen and not any(p.requires_grad for p in module.encoder.parameters())
     head = [p for n, p in module.named_parameters() if not n.startswith("model.encoder.")]
     assert head and all(p.requires_grad for p in head)
 

@@ -38,8 +38,8 @@ def _run_in_process(tmp_path: Path, root: Path, *overrides: str) -> tuple[dict, 
     return train(cfg), out
 
 
-def _cli(tmp_path: Path, *overrides: str, timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _cli(tmp_path: Path, *overrides: str, timeout: int = 300, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "pcbseg.cli.train", *overrides]
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
 
@@ -110,26 +110,80 @@ def test_finished_run_folder_is_never_overwritten(tmp_path: Path, synth_root: Pa
     assert (tmp_path / "done" / "summary.json").read_bytes() == before
 
 
-def test_killed_run_resumes_to_the_same_epoch_count(tmp_path: Path, synth_root: Path):
-    epochs = 4
-    args = [*_tiny(synth_root), f"trainer.max_epochs={epochs}", "data.batch_size=2", "hydra.run.dir=killed"]
-    proc = subprocess.Popen([sys.executable, "-m", "pcbseg.cli.train", *args], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+KILLER = """
+import os, signal
+from lightning.pytorch.callbacks import Callback
+
+
+class KillAt(Callback):
+    \"\"\"SIGKILL this process at a given batch of a given epoch: a crash nothing can clean up after.\"\"\"
+
+    def __init__(self, epoch: int, batch: int):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow
+def test_run_killed_mid_epoch_and_resumed_ends_exactly_like_an_uninterrupted_one(tmp_path: Path, synth_root: Path):
+    (tmp_path / "killer.py").write_text(KILLER)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    # Loader workers > 0 and heavy augmentation: order and crops must not depend on process history.
+    args = [*_tiny(synth_root), "trainer.max_epochs=3", "data.batch_size=2", "data.num_workers=2", "augment=heavy"]
+    whole = _cli(tmp_path, *args, "hydra.run.dir=whole", env=env)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = _cli(tmp_path, *args, "hydra.run.dir=killed", "+callbacks.kill._target_=killer.KillAt",
+                  "+callbacks.kill.epoch=1", "+callbacks.kill.batch=2", env=env)
+    assert killed.returncode == -signal.SIGKILL
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the next epoch
-    assert proc.poll() is None, "run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0  # saved after the first epoch
     assert not (tmp_path / "killed" / "summary.json").exists()
-    stopped_at = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
-    assert stopped_at < epochs - 1
-    resumed = _cli(tmp_path, *args[:-1], f"ckpt_path={last}", "hydra.run.dir=resumed")
+    resumed = _cli(tmp_path, *args, "hydra.run.dir=killed", f"ckpt_path={last}", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
-    assert summary["epochs"] == epochs and summary["resumed_from"] == str(last)
+    a = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    b = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert b["epochs"] == a["epochs"] == 3 and b["resumed_from"] == str(last)
+    assert b["val"] == a["val"]
+    wa = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    wb = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), "resumed weights differ from the uninterrupted run's"
+
+
+def test_resume_from_a_checkpoint_with_other_classes_is_refused_before_training(tmp_path: Path, synth_root: Path,
+                                                                                 checkpoint: Path, dataset: Path):
+    tax = dataset / "classes.yaml"
+    tax.write_text(tax.read_text().replace("silkscreen", "legend"))
+    result = _cli(tmp_path, *_tiny(dataset), f"ckpt_path={checkpoint}", "hydra.run.dir=other")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1 and "legend" in out and "model.weights=" in out
+    assert "Traceback" not in out
+
+
+def test_holdout_score_in_summary_equals_pcbseg_eval(tmp_path: Path, trained_run: Path):
+    summary = json.loads((trained_run / "summary.json").read_text())
+    result = subprocess.run([sys.executable, "-m", "pcbseg.cli.eval", f"ckpt_path={summary['best_checkpoint']}",
+                             "hydra.run.dir=ev"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert abs(metrics["mIoU"] - summary["val"]["mIoU"]) <= 1e-6
+    assert abs(metrics["pixel_error_rate"] - summary["val"]["pixel_error_rate"]) <= 1e-6
+    for name, v in summary["val"]["per_class_iou"].items():
+        theirs = metrics["per_class"][name]["iou"]
+        assert (v is None and theirs is None) or abs(v - theirs) <= 1e-6
+    assert 0 < summary["val"]["majority_pixel_error_rate"] < 1
+
+
+def test_summary_and_status_are_strict_json(trained_run: Path):
+    def refuse(constant: str) -> None:
+        pytest.fail(f"{constant} is not JSON")
+
+    for name in ("summary.json", "status.json"):
+        json.loads((trained_run / name).read_text(), parse_constant=refuse)
+    assert json.loads((trained_run / "status.json").read_text())["status"] == "finished"
+    assert not list(trained_run.glob(".status.json*"))  # no temp file left behind
 
 
 def test_ddp_with_two_cpu_processes(tmp_path: Path, synth_root: Path):
@@ -173,3 +227,20 @@ def test_every_experiment_runs_one_batch(tmp_path: Path, synth_root: Path, exper
     # Sweep experiments run their first combination here: a plain run ignores hydra.sweeper.params.
     summary, _ = _run_in_process(tmp_path, synth_root, f"experiment={experiment}", "debug=fdr", "data.synth=null")
     assert summary["global_steps"] == 1
+
+
+@pytest.mark.parametrize("case", ["negative_lr", "bad_schedule", "malformed_classes", "missing_ckpt"])
+def test_bad_settings_end_in_one_paragraph_without_a_traceback(tmp_path: Path, dataset: Path, case: str):
+    overrides = {
+        "negative_lr": (["model.lr=-1"], "model.lr=-1"),
+        "bad_schedule": (["model.schedule=linear"], "model.schedule='linear'"),
+        "malformed_classes": ([], "classes.yaml: not valid YAML at line"),
+        "missing_ckpt": ([f"ckpt_path={tmp_path / 'gone.ckpt'}"], "checkpoint not found"),
+    }[case]
+    if case == "malformed_classes":
+        (dataset / "classes.yaml").write_text("classes: [name: x\n")
+    result = _cli(tmp_path, *_tiny(dataset), *overrides[0], "hydra.run.dir=bad")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1 and overrides[1] in out, out[-2000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert json.loads((tmp_path / "bad" / "status.json").read_text())["status"] == "failed"

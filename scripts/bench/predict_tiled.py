@@ -24,13 +24,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _report import write_section
 
+from pcbseg.api import load_model
 from pcbseg.data.synth import render_board
-from pcbseg.inference import TiledPredictor, load_module, tile_starts
+from pcbseg.inference import TiledPredictor, tile_starts
 
 
 def model(ckpt: str | None) -> torch.nn.Module:
     if ckpt:
-        return load_module(ckpt)
+        return load_model(ckpt)
     from pcbseg.models.module import SegmentationModule
 
     return SegmentationModule(num_classes=7).eval()
@@ -58,7 +59,7 @@ def memory_child(ckpt: str | None, width: int, band: int) -> None:
     mask_bytes = image.shape[0] * image.shape[1]
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     before = _status_kb("VmRSS")
-    TiledPredictor(net, 7, mean=net.mean, std=net.std, max_band_width=band).predict(image)
+    TiledPredictor(net, 7, max_band_width=band).predict(image)
     peak = _status_kb("VmHWM")
     print(json.dumps({"width": width, "before_kb": before, "peak_kb": peak, "mask_mb": mask_bytes / 2**20}))
 
@@ -76,7 +77,7 @@ def main() -> None:
         return
     torch.set_grad_enabled(False)
     net = model(args.ckpt)
-    pred = TiledPredictor(net, 7, mean=net.mean, std=net.std)
+    pred = TiledPredictor(net, 7)
 
     image = board(4000, 3000)
     t = time.perf_counter()

@@ -67,7 +67,7 @@ def bare_rate(root: Path, steps: int, warmup: int, batch: int, crop: int) -> flo
     from pcbseg.models.module import SegmentationModule
 
     model = SegmentationModule(num_classes=7, freeze_epochs=0)
-    dm = PCBDataModule(root, batch_size=batch, crop_size=crop, mean=model.mean, std=model.std)
+    dm = PCBDataModule(root, batch_size=batch, crop_size=crop)
     dm.prepare_data()
     dm.setup("fit")
     it = iter(dm.train_dataloader())

@@ -16,7 +16,9 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -101,6 +103,8 @@ class Evaluation:
             "mIoU": clean(np.nanmean(s["iou"])) if present.any() else None,
             "mDice": clean(np.nanmean(s["dice"])) if present.any() else None,
             "pixel_error_rate": clean(1 - np.trace(self.confusion) / total) if total else None,
+            # what "always predict the most frequent class" would score: a model must beat it
+            "majority_pixel_error_rate": clean(1 - self.confusion.sum(1).max() / total) if total else None,
             "mIoU_over": [n for n, p in zip(self.class_names, present, strict=True) if p],
             "per_class": per_class,
             "confusion_matrix": self.confusion.tolist(),
@@ -110,3 +114,33 @@ class Evaluation:
             "num_images": len(self.images),
             "num_pixels": int(total),
         }
+
+
+class ImageSource(Protocol):
+    """What :func:`evaluate_images` reads: ids, and (image, mask) by position (a ``SegmentationDataset``)."""
+
+    ids: list[str]
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def evaluate_images(predict: Callable[[np.ndarray], np.ndarray], images: ImageSource, class_names: list[str],
+                    ignore_index: int = 255, boundary_px: int | None = None,
+                    on_image: Callable[[str, np.ndarray, np.ndarray, np.ndarray, ImageResult], None] | None = None,
+                    ) -> Evaluation:
+    """Predict every image at full resolution and score it: the one evaluation path.
+
+    ``pcbseg-eval`` and the holdout score ``pcbseg-train`` writes into ``summary.json`` both come
+    from here, so the same checkpoint, split and tiling give the same numbers in both.
+    ``on_image(id, image, target, pred, result)`` sees each image as it is scored.
+    """
+    evaluation = Evaluation(list(class_names), ignore_index, boundary_px)
+    for i in range(len(images)):
+        image, target = images.load(i)
+        pred = predict(image)
+        result = evaluation.add(images.ids[i], pred, target)
+        if on_image is not None:
+            on_image(images.ids[i], image, target, pred, result)
+    return evaluation

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -82,15 +81,15 @@ class TiledPredictor:
     """Run a segmentation network over a whole image, tile by tile.
 
     Args:
-        model: maps a normalised (N,3,h,w) batch to (N,C,h,w) logits (an ``nn.Module`` or a callable,
-            e.g. an ONNX Runtime session wrapper).
+        model: maps an RGB batch in [0, 1], (N,3,h,w), to (N,C,h,w) logits: a
+            :class:`~pcbseg.models.module.SegmentationModule` (it normalises for its encoder
+            itself), another ``nn.Module``, or a callable such as an exported ONNX model.
         num_classes: C.
         tile: tile side in pixels (a multiple of the encoder stride, 32).
         overlap: minimum overlap between neighbouring tiles.
         batch_size: tiles per forward pass: this, not the image, bounds the network's memory.
         blend: ``gaussian``, ``linear`` or ``uniform`` window.
         tta: names from ``TTA_TRANSFORMS`` to average (``identity`` is always included).
-        mean, std: input normalisation, in [0, 1] units.
         device: where tiles are sent.
         max_band_width: images wider than this are predicted in stripes of this many columns (with the
             tiles at stripe edges computed twice), which keeps memory flat however large the image.
@@ -98,7 +97,6 @@ class TiledPredictor:
 
     def __init__(self, model: nn.Module | Forward, num_classes: int, tile: int = 512, overlap: int = 128,
                  batch_size: int = 4, blend: str = "gaussian", tta: Sequence[str] = (),
-                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
                  device: str | torch.device = "cpu", pad_divisor: int = 32, max_band_width: int = 4096):
         if tile % pad_divisor:
             raise ValueError(f"tile={tile} must be a multiple of {pad_divisor} (the encoder stride)")
@@ -109,15 +107,13 @@ class TiledPredictor:
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.weight = torch.from_numpy(window(tile, blend))
         self.tta = ["identity", *[t for t in tta if t != "identity"]]
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
         self.device = torch.device(device)
         self.pad_divisor = pad_divisor
         self.max_band_width = max_band_width
 
     @torch.no_grad()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        x = ((batch.float() - self.mean) / self.std).to(self.device)
+        x = (batch.float() / 255).to(self.device)
         out = None
         for name in self.tta:
             fwd, inv = TTA_TRANSFORMS[name]
@@ -136,7 +132,12 @@ class TiledPredictor:
         """``image``: HxWx3 uint8 RGB. Returns the class mask (and probabilities/logits if asked)."""
         h0, w0 = image.shape[:2]
         t, c = self.tile, self.num_classes
-        # Images smaller than a tile are padded (reflected) to one tile; larger ones are not padded.
+        if h0 <= t and w0 <= t:  # one tile holds it: a single pass, padded only to the encoder stride
+            logits = self._whole_logits(image)
+            return Prediction(mask=logits.argmax(0).numpy().astype(np.uint8),
+                              probs=logits.softmax(0).numpy().astype(np.float16) if return_probs else None,
+                              logits=logits.numpy() if return_logits else None)
+        # An image smaller than a tile on one side is padded (reflected) to a tile there.
         ph, pw = max(0, t - h0), max(0, t - w0)
         if ph or pw:
             image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h0, w0) > 1 else "edge")
@@ -205,24 +206,15 @@ class TiledPredictor:
                     wt[:, off:off + t, x - left:x - left + t] += self.weight
         flush(h)
 
-    @torch.no_grad()
-    def predict_whole(self, image: np.ndarray) -> np.ndarray:
-        """One forward pass over the whole image (padded to the stride): the reference for seams."""
+    def _whole_logits(self, image: np.ndarray) -> torch.Tensor:
         h, w = image.shape[:2]
         d = self.pad_divisor
         ph, pw = (-h) % d, (-w) % d
-        padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
-        x = torch.from_numpy(padded).permute(2, 0, 1)[None]
-        return self._forward(x)[0, :, :h, :w].argmax(0).numpy().astype(np.uint8)
+        padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+        x = torch.from_numpy(np.ascontiguousarray(padded)).permute(2, 0, 1)[None]
+        return self._forward(x)[0, :, :h, :w]
 
-
-def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> nn.Module:
-    """A trained :class:`~pcbseg.models.module.SegmentationModule` in eval mode, without re-downloading
-    or re-reading its pretrained weights (the checkpoint holds them)."""
-    from pcbseg.models.module import SegmentationModule
-
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    module = SegmentationModule.load_from_checkpoint(path, map_location=map_location, weights=None, weights_only=True)
-    return module.eval()
+    @torch.no_grad()
+    def predict_whole(self, image: np.ndarray) -> np.ndarray:
+        """One forward pass over the whole image (padded to the stride): the reference for seams."""
+        return self._whole_logits(image).argmax(0).numpy().astype(np.uint8)

@@ -170,7 +170,10 @@ def load_classes(path: str | Path) -> Taxonomy:
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise TaxonomyError(f"{path}: not valid YAML ({e})") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise TaxonomyError(f"{path}: not valid YAML{where} ({getattr(e, 'problem', None) or e}); expected a 'classes' "
+                            "list of {id, name, color} entries (see README, 'Datasets')") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("classes"), list):
         raise TaxonomyError(f"{path}: expected a mapping with a 'classes' list")
     entries = doc["classes"]

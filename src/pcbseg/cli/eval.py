@@ -9,9 +9,7 @@ folder (one subfolder per checkpoint when several are given, plus ``compare.md/c
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from pathlib import Path
 
 import cv2
@@ -22,13 +20,16 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
+from pcbseg.api import CheckpointError, load_model, read_checkpoint
+from pcbseg.cli import exit_with
 from pcbseg.config import CONFIG_PATH
 from pcbseg.data.datamodule import PCBDataModule
 from pcbseg.data.dataset import SegmentationDataset
 from pcbseg.data.layout import DatasetError
-from pcbseg.evaluate import Evaluation
-from pcbseg.inference import TiledPredictor, load_module
+from pcbseg.evaluate import ImageResult, evaluate_images
+from pcbseg.jsonfile import write_json
 from pcbseg.report import Sample, write_comparison, write_report
+from pcbseg.taxonomy import TaxonomyError
 
 log = logging.getLogger("pcbseg.eval")
 
@@ -45,7 +46,7 @@ def _thumb(image: np.ndarray, target: np.ndarray, pred: np.ndarray, side: int = 
 def _datamodule(cfg: DictConfig, ckpt: Path) -> PCBDataModule:
     if cfg.get("data"):
         return instantiate(cfg.data)
-    hp = torch.load(ckpt, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters")
+    hp = read_checkpoint(ckpt).get("datamodule_hyper_parameters")
     if not hp:
         raise DatasetError(ckpt, "holds no dataset settings; name the data, e.g. data=folder data.root=<dataset>")
     return PCBDataModule(**hp)
@@ -59,7 +60,7 @@ def _config_text(ckpt: Path, module: torch.nn.Module) -> str:
 
 
 def evaluate_checkpoint(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
-    module = load_module(ckpt, map_location=cfg.device)
+    module = load_model(ckpt, device=cfg.device)
     dm = _datamodule(cfg, ckpt)
     dm.prepare_data()
     dm.setup("validate")
@@ -71,21 +72,21 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     if not ids:
         raise DatasetError(dm.layout.splits, f"no image in the {cfg.split!r} split")
     dataset = SegmentationDataset(dm.layout.root, ids)
-    predictor = TiledPredictor(module, taxonomy.num_classes, tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size,
-                               blend=cfg.blend, tta=list(cfg.tta), mean=module.mean, std=module.std, device=cfg.device,
-                               max_band_width=cfg.max_band_width)
-    evaluation = Evaluation(list(taxonomy.names), taxonomy.ignore_index, cfg.boundary_px)
+    predictor = module.predictor(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, blend=cfg.blend,
+                                 tta=list(cfg.tta), device=cfg.device, max_band_width=cfg.max_band_width)
     samples: list[Sample] = []
-    for i in range(len(dataset)):
-        image, target = dataset.load(i)
-        pred = predictor.predict(image).mask
-        result = evaluation.add(dataset.ids[i], pred, target)
-        samples.append(Sample(dataset.ids[i], *_thumb(image, target, pred), result.miou))
-        log.info("%s: mIoU %.3f", dataset.ids[i], result.miou)
+
+    def keep(image_id: str, image: np.ndarray, target: np.ndarray, pred: np.ndarray, result: ImageResult) -> None:
+        samples.append(Sample(image_id, *_thumb(image, target, pred), result.miou))
+        log.info("%s: mIoU %.3f", image_id, result.miou)
+
+    evaluation = evaluate_images(lambda image: predictor.predict(image).mask, dataset, list(taxonomy.names),
+                                 taxonomy.ignore_index, cfg.boundary_px, on_image=keep)
     metrics = evaluation.metrics()
     metrics.update({"checkpoint": str(ckpt.resolve()), "dataset": str(dm.layout.root.resolve()), "split": cfg.split})
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    metrics["tiling"] = {"tile": predictor.tile, "overlap": predictor.overlap, "tta": predictor.tta}
+    write_json(out / "metrics.json", metrics)
     rng = np.random.default_rng(cfg.seed)
     shown = [samples[j] for j in sorted(rng.choice(len(samples), min(cfg.num_show, len(samples)), replace=False))]
     ranked = sorted((s for s in samples if np.isfinite(s.miou)), key=lambda s: s.miou)
@@ -110,9 +111,8 @@ def main(cfg: DictConfig) -> float | None:
         for i, ckpt in enumerate(ckpts):
             sub = out if len(ckpts) == 1 else out / f"{i}_{_label(ckpt)}"
             entries.append((f"{i}_{_label(ckpt)}", evaluate_checkpoint(cfg, ckpt, sub)))
-    except (DatasetError, FileNotFoundError) as e:
-        log.error("%s", e)
-        sys.exit(1)
+    except (DatasetError, FileNotFoundError, CheckpointError, TaxonomyError, ValueError) as e:
+        exit_with(log, e)
     if len(entries) > 1:
         paths = write_comparison(out, entries)
         log.info("Comparison: %s", paths["md"])

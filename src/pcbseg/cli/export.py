@@ -12,9 +12,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from pcbseg.api import CheckpointError, load_model
+from pcbseg.cli import exit_with
 from pcbseg.config import CONFIG_PATH
 from pcbseg.export import export_onnx, parity_ok
-from pcbseg.inference import load_module
 
 log = logging.getLogger("pcbseg.export")
 
@@ -29,10 +30,9 @@ def main(cfg: DictConfig) -> None:
         log.error("%s exists; pass overwrite=true to replace it", out)
         sys.exit(1)
     try:
-        module = load_module(cfg.ckpt_path)
-    except FileNotFoundError as e:
-        log.error("%s", e)
-        sys.exit(1)
+        module = load_model(cfg.ckpt_path)
+    except CheckpointError as e:
+        exit_with(log, e)
     report = export_onnx(module, out, opset=cfg.opset)
     if "max_abs_diff" not in report:
         log.warning("Wrote %s; %s", out, report["parity"])

@@ -23,21 +23,52 @@ from pathlib import Path
 
 import yaml
 
+from pcbseg.cli import debugging
 from pcbseg.data.annotations import UNMAPPED_CHOICES
 from pcbseg.data.builder import DEFAULT_GROUP_PATTERN
 from pcbseg.data.layout import DatasetError, DatasetLayout
+
+
+def _read_yaml_mapping(path: Path, flag: str, example: str) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} {path}: file not found")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{flag} {path}: not valid YAML ({str(e).splitlines()[0]}); expected e.g. {example}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{flag} {path}: expected a mapping such as {example}, got a {type(doc).__name__}")
+    return doc
 
 
 def _colour_map(path: Path | None) -> dict | None:
     """YAML ``{class_id: [r, g, b]}`` -> ``{(r, g, b): class_id}``."""
     if path is None:
         return None
-    doc = yaml.safe_load(path.read_text())
-    return {tuple(int(c) for c in rgb): int(cid) for cid, rgb in doc.items()}
+    example = "{0: [0, 0, 0], 1: [255, 0, 0]}"
+    out: dict[tuple[int, ...], int] = {}
+    for cid, rgb in _read_yaml_mapping(path, "--colour-map", example).items():
+        ok_id = isinstance(cid, int) and not isinstance(cid, bool) and 0 <= cid <= 255
+        ok_rgb = isinstance(rgb, (list, tuple)) and len(rgb) == 3 and all(
+            isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in rgb)
+        if not (ok_id and ok_rgb):
+            raise ValueError(f"--colour-map {path}: entry {cid!r}: {rgb!r} must be CLASS_ID: [r, g, b] with whole "
+                             f"numbers in 0..255, e.g. {example}")
+        if tuple(rgb) in out:
+            raise ValueError(f"--colour-map {path}: colour {list(rgb)} is given to class {out[tuple(rgb)]} and to {cid}")
+        out[tuple(rgb)] = cid
+    return out
 
 
 def _mapping(pairs: list[str], path: Path | None) -> dict[str, str]:
-    out = {str(k): str(v) for k, v in (yaml.safe_load(path.read_text()) or {}).items()} if path else {}
+    out: dict[str, str] = {}
+    if path:
+        for name, cls in _read_yaml_mapping(path, "--map-file", "{resistor: component, 'R*': component}").items():
+            if not isinstance(cls, (str, int)) or isinstance(cls, bool):
+                raise ValueError(f"--map-file {path}: {name!r} maps to {cls!r}; expected a class name")
+            out[str(name)] = str(cls)
     for pair in pairs:
         name, sep, cls = pair.rpartition("=")
         if not sep or not name:
@@ -275,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 result = import_cvat(args.xml, args.out, images=args.images, **shapes, **common)
     except (FileNotFoundError, FileExistsError, ValueError, DatasetError) as e:
+        if debugging():
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 1
     for w in result.warnings:

@@ -20,10 +20,12 @@ import numpy as np
 from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from pcbseg.api import CheckpointError, load_model
+from pcbseg.cli import exit_with
 from pcbseg.config import CONFIG_PATH
 from pcbseg.data.layout import IMAGE_EXTENSIONS, DatasetError, read_image, write_image, write_mask
-from pcbseg.inference import TiledPredictor, load_module
-from pcbseg.taxonomy import Taxonomy, taxonomy_from_names
+from pcbseg.inference import TiledPredictor
+from pcbseg.taxonomy import Taxonomy
 
 log = logging.getLogger("pcbseg.predict")
 
@@ -46,21 +48,16 @@ def overlay(image: np.ndarray, mask: np.ndarray, taxonomy: Taxonomy, alpha: floa
 
 
 def build_predictor(cfg: DictConfig) -> tuple[TiledPredictor, Taxonomy]:
-    module = load_module(cfg.ckpt_path, map_location=cfg.device)
-    hp = module.hparams
-    taxonomy = taxonomy_from_names(hp.class_names, name="checkpoint", ignore_index=hp.ignore_index)
-    net = module
+    model = load_model(cfg.ckpt_path, device=cfg.device)
+    predictor = model.predictor(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, blend=cfg.blend,
+                                tta=list(cfg.tta), device=cfg.device, max_band_width=cfg.max_band_width)
     if cfg.backend == "onnx":
         from pcbseg.export import OnnxForward
 
-        onnx_path = Path(cfg.onnx_path) if cfg.onnx_path else Path(cfg.ckpt_path).with_suffix(".onnx")
-        net = OnnxForward(onnx_path)
+        predictor.model = OnnxForward(Path(cfg.onnx_path) if cfg.onnx_path else Path(cfg.ckpt_path).with_suffix(".onnx"))
     elif cfg.backend != "torch":
-        raise ValueError(f"backend must be torch or onnx, got {cfg.backend!r}")
-    predictor = TiledPredictor(net, hp.num_classes, tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size,
-                               blend=cfg.blend, tta=list(cfg.tta), mean=module.mean, std=module.std, device=cfg.device,
-                               max_band_width=cfg.max_band_width)
-    return predictor, taxonomy
+        raise ValueError(f"backend={cfg.backend!r} is unknown: torch or onnx")
+    return predictor, model.taxonomy
 
 
 def _outputs(out: Path, stem: str, taxonomy: Taxonomy, cfg: DictConfig) -> dict[str, Path]:
@@ -118,9 +115,8 @@ def predict_files(cfg: DictConfig) -> tuple[list[Path], list[tuple[Path, str]]]:
 def main(cfg: DictConfig) -> None:
     try:
         done, failed = predict_files(cfg)
-    except (FileNotFoundError, ValueError) as e:
-        log.error("%s", e)
-        sys.exit(1)
+    except (FileNotFoundError, ValueError, CheckpointError, ImportError) as e:
+        exit_with(log, e)
     log.info("Predicted %d image(s) into %s; skipped %d", len(done), cfg.output, len(failed))
     for path, why in failed:
         log.warning("skipped %s: %s", path, why)

@@ -31,15 +31,21 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
+from pcbseg.api import CheckpointError, build, load_model, read_checkpoint
 from pcbseg.config import CONFIG_PATH
 from pcbseg.data.layout import DatasetError
 from pcbseg.distributed import isolated_ddp_run, use_job_command_for_ddp_ranks
+from pcbseg.evaluate import evaluate_images
+from pcbseg.jsonfile import jsonable, write_json
+from pcbseg.models.module import ConfigError
 from pcbseg.models.weights import WeightsError
+from pcbseg.taxonomy import TaxonomyError
 
 log = logging.getLogger("pcbseg.train")
 
 # Errors with a message written for the user: no traceback needed.
-KNOWN_ERRORS = (DatasetError, WeightsError, FileExistsError, FloatingPointError)
+KNOWN_ERRORS = (DatasetError, WeightsError, FileExistsError, FloatingPointError, CheckpointError, ConfigError,
+                TaxonomyError)
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -77,11 +83,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
 
-    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment) if cfg.get("augment") else None)
-    taxonomy = datamodule.peek_taxonomy()
-    model = instantiate(cfg.model, num_classes=taxonomy.num_classes, class_names=list(taxonomy.names),
-                        ignore_index=taxonomy.ignore_index)
-    datamodule.mean, datamodule.std = model.mean, model.std  # normalisation follows the encoder's weights
+    datamodule, model = build(cfg)
+    if cfg.get("ckpt_path"):
+        check_resume(cfg.ckpt_path, model)
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
     # MLflow 3 refuses its file store unless asked; a local folder is what logger=mlflow promises.
@@ -99,21 +103,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
-    if not trainer.fast_dev_run:
-        # Score the best checkpoint, not the last epoch, on the holdout.
-        trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
-    val = model.last_results.get("val", {})
+    if trainer.fast_dev_run or not trainer.is_global_zero:
+        val = _lightning_scores(model.last_results.get("val", {}))
+    else:
+        # The holdout score of the best checkpoint, by the same path (and tiles) as pcbseg-eval.
+        device = trainer.strategy.root_device
+        val = holdout_scores(load_model(best, device=device) if best else model.eval(), datamodule)
     summary = {
         "best_checkpoint": str(Path(best).resolve()) if best else None,
-        "val": {
-            "mIoU": val.get("mIoU"),
-            "pixel_error_rate": val.get("pixel_error_rate"),
-            "dice": val.get("dice"),
-            "per_class_iou": val.get("per_class_iou", {}),
-            "per_class_dice": val.get("per_class_dice", {}),
-            "classes_present": val.get("classes_present", []),
-            "mIoU_over": "classes present in the holdout's ground truth or predictions",
-        },
+        "val": val,
         "epochs": trainer.current_epoch,
         "global_steps": trainer.global_step,
         "wall_time_s": round(time.perf_counter() - start, 2),
@@ -125,9 +123,61 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None,
     }
     if trainer.is_global_zero:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(out / "summary.json", summary)
         _print_summary(summary)
-    return summary
+    return jsonable(summary)
+
+
+def check_resume(ckpt_path: str | Path, model: L.LightningModule) -> None:
+    """Refuse, before any work, a checkpoint this run cannot continue from."""
+    hp = read_checkpoint(ckpt_path)["hyper_parameters"]
+    theirs, ours = list(hp.get("class_names", [])), list(model.hparams.class_names)
+    if theirs != ours:
+        raise CheckpointError(
+            f"{ckpt_path}: trained for {len(theirs)} classes {theirs}, but this dataset has {len(ours)} {ours}. "
+            "A run resumes only on the data it started with; to fine-tune these weights on new classes start a "
+            f"new run with model.weights={ckpt_path} (it takes the encoder) instead of ckpt_path.")
+    for key in ("arch", "encoder"):
+        if hp.get(key) != model.hparams[key]:
+            raise CheckpointError(f"{ckpt_path}: a model.{key}={hp.get(key)} checkpoint cannot resume a "
+                                  f"model.{key}={model.hparams[key]} run; set model.{key}={hp.get(key)}")
+
+
+def holdout_scores(model: L.LightningModule, datamodule: L.LightningDataModule) -> dict[str, Any]:
+    """Full-resolution scores of ``model`` on the datamodule's val split, with the model's own tiles."""
+    from pcbseg.data.dataset import SegmentationDataset
+
+    images = SegmentationDataset(datamodule.layout.root, datamodule.split_ids["val"])
+    if not len(images):
+        return _lightning_scores({})
+    predictor = model.predictor()
+    m = evaluate_images(lambda image: predictor.predict(image).mask, images, list(model.hparams.class_names),
+                        model.hparams.ignore_index).metrics()
+    per_class = m["per_class"]
+    return {
+        "mIoU": m["mIoU"],
+        "pixel_error_rate": m["pixel_error_rate"],
+        "majority_pixel_error_rate": m["majority_pixel_error_rate"],
+        "dice": m["mDice"],
+        "per_class_iou": {k: v["iou"] for k, v in per_class.items()},
+        "per_class_dice": {k: v["dice"] for k, v in per_class.items()},
+        "classes_present": m["mIoU_over"],
+        "mIoU_over": "classes present in the holdout's ground truth or predictions",
+        "scored_by": f"whole images, tiles of {predictor.tile} px (as pcbseg-eval)",
+    }
+
+
+def _lightning_scores(val: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "mIoU": val.get("mIoU"),
+        "pixel_error_rate": val.get("pixel_error_rate"),
+        "dice": val.get("dice"),
+        "per_class_iou": val.get("per_class_iou", {}),
+        "per_class_dice": val.get("per_class_dice", {}),
+        "classes_present": val.get("classes_present", []),
+        "mIoU_over": "classes present in the holdout's ground truth or predictions",
+        "scored_by": "Lightning validation batches",
+    }
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -140,21 +190,26 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_column("IoU", justify="right")
     table.add_column("Dice", justify="right")
     for name, iou in val["per_class_iou"].items():
-        dice = val["per_class_dice"].get(name, float("nan"))
-        table.add_row(name, "—" if math.isnan(iou) else f"{iou:.3f}", "—" if math.isnan(dice) else f"{dice:.3f}")
+        dice = val["per_class_dice"].get(name)
+        table.add_row(name, _fmt(iou), _fmt(dice))
     if val["mIoU"] is not None:
         table.add_row("[bold]mean (present classes)", f"[bold]{val['mIoU']:.3f}", f"[bold]{val['dice']:.3f}")
     console = Console(width=max(100, Console().width))  # logs and CI are not terminals: keep the table readable
     console.print(table)
     if val["pixel_error_rate"] is not None:
-        console.print(f"pixel error rate: {val['pixel_error_rate']:.4f}   summary: {summary['run_dir']}/summary.json")
+        majority = val.get("majority_pixel_error_rate")
+        versus = f" (predicting the most frequent class everywhere: {majority:.4f})" if majority is not None else ""
+        console.print(f"pixel error rate: {val['pixel_error_rate']:.4f}{versus}   summary: {summary['run_dir']}/summary.json")
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None or math.isnan(v) else f"{v:.3f}"
 
 
 def write_status(out: Path, status: str, **extra: Any) -> None:
     """``status.json``: running / finished / failed, so sweep reports can tell killed runs apart."""
     doc = {"status": status, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), **extra}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "status.json").write_text(json.dumps(doc) + "\n")
+    write_json(out / "status.json", doc, indent=None)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")

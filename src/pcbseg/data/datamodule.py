@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
-from pcbseg.data.dataset import PadCollate, SegmentationDataset, TileDataset
+from pcbseg.data.dataset import EpochShuffle, PadCollate, SegmentationDataset, TileDataset
 from pcbseg.data.layout import DatasetError, DatasetLayout
 from pcbseg.data.splits import SPLIT_NAMES, ensure_splits, read_splits
 from pcbseg.data.synth import SYNTH_META, write_dataset
@@ -41,18 +41,13 @@ log = logging.getLogger(__name__)
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed a loader worker's Python, NumPy and albumentations RNGs from torch's per-worker seed.
+    """Seed a loader worker's Python and NumPy RNGs from torch's per-worker seed.
 
-    torch derives each worker's seed from the main process's generator, so a seeded run is
-    reproducible for any ``num_workers``.
+    Training augmentation does not depend on this: each sample is seeded from (seed, epoch, index).
     """
-    info = get_worker_info()
-    seed = info.seed % 2**32
+    seed = get_worker_info().seed % 2**32
     random.seed(seed)
     np.random.seed(seed)
-    transform = getattr(info.dataset, "transform", None) or getattr(getattr(info.dataset, "base", None), "transform", None)
-    if transform is not None:
-        transform.set_random_seed(seed)
 
 
 class PCBDataModule(L.LightningDataModule):
@@ -64,8 +59,9 @@ class PCBDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         crop_size: side of the random training crop (images smaller than it are padded with ignore).
         augment: albumentations transforms applied to each training crop (built from ``conf/augment``).
-        mean, std: normalisation of the encoder's pretrained weights, in [0, 1] units; ``None``
-            leaves images scaled to [0, 1]. The training entry point passes the model's.
+            Images come out as RGB in [0, 1]; the model normalises them for its encoder.
+        seed: seeds the training order and each crop's augmentation, per epoch (default: torch's
+            initial seed, which ``seed_everything`` sets), so a resumed run repeats the uninterrupted one.
         valid_pct, test_pct, split_seed, group_pattern: used once, when ``splits.csv`` is created.
         regenerate_splits: replace an existing ``splits.csv`` (a backup is kept).
         new_images: ``"train"`` or ``"error"`` for images the split file does not list yet.
@@ -82,8 +78,7 @@ class PCBDataModule(L.LightningDataModule):
         num_workers: int = 0,
         crop_size: int = 256,
         augment: A.BaseCompose | Sequence[A.BasicTransform] | None = None,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
+        seed: int | None = None,
         valid_pct: float = 0.2,
         test_pct: float = 0.0,
         split_seed: int = 42,
@@ -108,7 +103,7 @@ class PCBDataModule(L.LightningDataModule):
         self.layout = DatasetLayout(root)
         self.batch_size, self.num_workers, self.crop_size = batch_size, num_workers, crop_size
         self.augment = augment
-        self.mean, self.std = mean, std
+        self.seed = seed
         self.split_args = {"valid_pct": valid_pct, "test_pct": test_pct, "seed": split_seed,
                            "group_pattern": group_pattern, "new_images": new_images}
         self.regenerate_splits = regenerate_splits
@@ -157,12 +152,7 @@ class PCBDataModule(L.LightningDataModule):
         ]
         if self.augment is not None:
             steps += [self.augment] if isinstance(self.augment, A.BaseCompose) else list(self.augment)
-        return A.Compose(steps + self._normalize())
-
-    def _normalize(self) -> list:
-        if self.mean is None or self.std is None:
-            return []
-        return [A.Normalize(mean=tuple(self.mean), std=tuple(self.std), max_pixel_value=255.0)]
+        return A.Compose(steps)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.layout.splits.exists():
@@ -172,14 +162,13 @@ class PCBDataModule(L.LightningDataModule):
         self.split_ids = {s: sorted(r.id for r in rows if r.split == s) for s in SPLIT_NAMES}
         if not self.split_ids["train"] and stage in (None, "fit"):
             raise DatasetError(self.layout.splits, "no image is in the train split")
-        train_transform = self._train_transform()
-        # With no worker processes the pipeline runs here: seed it from torch (set by seed_everything).
-        train_transform.set_random_seed(torch.initial_seed() % 2**32)
-        self.datasets["train"] = SegmentationDataset(self.layout.root, self.split_ids["train"], train_transform)
-        evaluate = A.Compose(self._normalize())
+        seed = self.seed if self.seed is not None else torch.initial_seed() % 2**32
+        self.datasets["train"] = SegmentationDataset(self.layout.root, self.split_ids["train"], self._train_transform(),
+                                                     seed=seed)
+        self.sample_seed = seed
         infos = image_infos(self.layout.root) if self.val_tile else {}
         for split in ("val", "test"):
-            ds = SegmentationDataset(self.layout.root, self.split_ids[split], evaluate)
+            ds = SegmentationDataset(self.layout.root, self.split_ids[split])
             if self.val_tile:
                 sizes = [(infos[i].height, infos[i].width) for i in ds.ids]
                 ds = TileDataset(ds, sizes, self.val_tile, self.taxonomy.ignore_index)
@@ -210,7 +199,7 @@ class PCBDataModule(L.LightningDataModule):
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(len(ds), self.sample_seed, self._current_epoch) if shuffle else None,
             drop_last=shuffle and len(ds) > batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -219,6 +208,13 @@ class PCBDataModule(L.LightningDataModule):
             # Training crops share one size already; whole val/test images need padding to batch.
             collate_fn=None if shuffle else PadCollate(self.pad_divisor, self.taxonomy.ignore_index),
         )
+
+    def _current_epoch(self) -> int | None:
+        """The epoch the trainer is about to run: epochs processed so far (a resumed run has not yet
+        counted its last one as completed when it makes its loader, so ``current_epoch`` is behind)."""
+        if self.trainer is None:
+            return None
+        return int(self.trainer.fit_loop.epoch_progress.current.processed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
@@ -230,3 +226,7 @@ class PCBDataModule(L.LightningDataModule):
         if not self.split_ids["test"]:
             raise DatasetError(self.layout.splits, "no image is in the test split (set data.test_pct when the split is made)")
         return self._loader("test", self.val_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The holdout's whole images (val split), for ``trainer.predict``; each batch keeps its ``id``."""
+        return self._loader("val", self.val_batch_size, shuffle=False)

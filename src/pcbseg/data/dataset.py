@@ -11,14 +11,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import albumentations as A
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from pcbseg.data.layout import DatasetLayout, read_image, read_mask
 
@@ -30,13 +31,61 @@ def to_tensor_pair(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, t
     return img, torch.from_numpy(np.ascontiguousarray(mask)).long()
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The random seed of one sample's augmentation in one epoch: independent of order, workers and resumes."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def seed_transform(transform: A.BaseCompose, seed: int) -> None:
+    """Seed an albumentations pipeline with one generator its transforms share.
+
+    ``Compose.set_random_seed`` gives every transform its own generator from the same seed, so
+    two flips of equal probability would always flip together.
+    """
+    transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+
+class EpochShuffle(Sampler):
+    """A new random order each epoch, drawn from ``(seed, epoch)`` alone; yields ``(index, epoch)``.
+
+    Passing the epoch with each index lets the dataset seed that sample's augmentation from
+    ``(seed, epoch, index)``, so a run resumed from a checkpoint sees exactly the crops and
+    flips the uninterrupted run saw, whatever the number of loader workers. The epoch comes from
+    ``epoch_fn`` when given (the datamodule passes the trainer's epoch: a loader with workers draws
+    its first indices before Lightning calls :meth:`set_epoch`), else from :meth:`set_epoch`, else
+    it counts up by itself.
+    """
+
+    def __init__(self, size: int, seed: int, epoch_fn: Callable[[], int | None] | None = None):
+        self.size, self.seed, self.epoch, self.epoch_fn = size, seed, 0, epoch_fn
+        self._told = False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self._told = epoch, True
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        known = self.epoch_fn() if self.epoch_fn is not None else None
+        epoch = known if known is not None else self.epoch
+        if known is None and not self._told:
+            self.epoch += 1
+        self._told = False
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
+        return iter([(i, epoch) for i in torch.randperm(self.size, generator=g).tolist()])
+
+
 class SegmentationDataset(Dataset):
     """Image/mask pairs by id; ``transform`` is an albumentations pipeline applied to both.
 
-    Without a ``Normalize`` in the pipeline, images come out scaled to [0, 1].
+    Images come out as float RGB in [0, 1] (the model normalises them for its encoder). Indexed
+    by ``(index, epoch)`` (see :class:`EpochShuffle`) and given a ``seed``, each sample's
+    augmentation is seeded from ``(seed, epoch, index)``.
     """
 
-    def __init__(self, root: str | Path, ids: Sequence[str], transform: A.BaseCompose | None = None):
+    def __init__(self, root: str | Path, ids: Sequence[str], transform: A.BaseCompose | None = None,
+                 seed: int | None = None):
         self.layout = DatasetLayout(root)
         images, _ = self.layout.image_files()
         missing = [i for i in ids if i not in images]
@@ -45,6 +94,7 @@ class SegmentationDataset(Dataset):
         self.ids = list(ids)
         self.paths = [images[i] for i in self.ids]
         self.transform = transform
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -52,8 +102,11 @@ class SegmentationDataset(Dataset):
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         return read_image(self.paths[index]), read_mask(self.layout.mask_path(self.ids[index]))
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, epoch = key if isinstance(key, tuple) else (key, None)
         image, mask = self.load(index)
+        if self.transform is not None and self.seed is not None and epoch is not None:
+            seed_transform(self.transform, sample_seed(self.seed, epoch, index))
         if self.transform is not None:
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 import os
@@ -36,6 +35,7 @@ import numpy as np
 from pcbseg import __version__
 from pcbseg.data.layout import DatasetLayout, write_image, write_mask
 from pcbseg.data.splits import make_splits, write_splits
+from pcbseg.jsonfile import write_json
 from pcbseg.taxonomy import Taxonomy, get_taxonomy
 
 _SHIFT = 4  # cv2 sub-pixel bits: polygons are drawn with 1/16 px precision
@@ -786,7 +786,7 @@ def write_dataset(
         meta = {"generator": "pcbseg.data.synth", "version": __version__, "num_boards": num_boards, "size": size,
                 "seed": seed, "taxonomy": taxonomy, "valid_pct": valid_pct, "test_pct": test_pct,
                 "image_format": image_format}
-        (tmp / SYNTH_META).write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(tmp / SYNTH_META, meta)
         if out.exists():
             shutil.rmtree(out) if overwrite else out.rmdir()  # rmdir: only an empty folder goes
         tmp.rename(out)

@@ -1,31 +1,44 @@
 """``SegmentationModule``: any smp architecture with any smp/timm encoder, fine-tuned fast.ai-style.
 
-The optimiser holds two parameter groups from the start, the decoder+head at ``lr`` and the
-encoder at ``lr / encoder_lr_div`` (discriminative learning rates). For the first
-``freeze_epochs`` the encoder is frozen (see :class:`pcbseg.callbacks.FreezeEncoder`) and the
-schedule runs one warm-up+anneal cycle over those epochs for the head alone; then a second cycle
-runs over the remaining epochs for both groups, as fast.ai's ``fine_tune`` does.
+The module owns everything a checkpoint needs to be used on its own: its classes and their
+colours, the input normalisation of its encoder's weights (applied inside ``forward``, which takes
+RGB in [0, 1]), its preferred prediction tiles, and the fine-tuning recipe. The optimiser holds two
+parameter groups from the start, the decoder+head at ``lr`` and the encoder at
+``lr / encoder_lr_div`` (discriminative learning rates). For the first ``freeze_epochs`` worth of
+optimiser steps the encoder is frozen (weights and BatchNorm statistics) and the schedule runs one
+warm-up+anneal cycle for the head alone; then a second cycle runs over the remaining steps for both
+groups, as fast.ai's ``fine_tune`` does. Both are decided from the step count, so they hold for
+runs set in epochs or in steps, and for resumed runs.
 
 Example:
     >>> import torch
     >>> m = SegmentationModule(arch="fpn", encoder="tu-tf_efficientnet_lite0", weights=None, num_classes=3)
-    >>> m(torch.zeros(1, 3, 64, 64)).shape
+    >>> m(torch.rand(1, 3, 64, 64)).shape
     torch.Size([1, 3, 64, 64])
+    >>> m.predict(np.zeros((50, 70, 3), np.uint8)).shape
+    (50, 70)
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import random
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import segmentation_models_pytorch as smp
 import torch
+from torch import nn
 
+from pcbseg.inference import Prediction, TiledPredictor
 from pcbseg.metrics import SegmentationMetrics
 from pcbseg.models.losses import CombinedLoss
-from pcbseg.models.weights import apply_weights, resolve_weights
+from pcbseg.models.weights import apply_weights, normalization, resolve_weights
+from pcbseg.taxonomy import Taxonomy, taxonomy_from_names
 
 ARCHITECTURES = {
     "unet": "Unet",
@@ -34,6 +47,12 @@ ARCHITECTURES = {
     "deeplabv3plus": "DeepLabV3Plus",
     "segformer": "Segformer",
 }
+SCHEDULES = ("onecycle", "cosine", "constant")
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A setting is out of range or unknown; the message names it and says what it accepts."""
 
 
 def schedule_factor(step: int, total: int, kind: str = "onecycle", warmup_pct: float = 0.25) -> float:
@@ -55,7 +74,24 @@ def schedule_factor(step: int, total: int, kind: str = "onecycle", warmup_pct: f
             return (step + 1) / warm
         t = min(1.0, (step - warm) / max(1, total - warm))
         return (1 + math.cos(math.pi * t)) / 2
-    raise ValueError(f"unknown schedule {kind!r}: onecycle, cosine or constant")
+    raise ConfigError(f"model.schedule={kind!r} is unknown: choose onecycle, cosine or constant")
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, for RGB in [0, 1]; kept out of the state dict (the hparams hold it)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _check(name: str, ok: bool, value: Any, want: str) -> None:
+    if not ok:
+        raise ConfigError(f"model.{name}={value!r} is invalid: it must be {want}")
 
 
 class SegmentationModule(L.LightningModule):
@@ -66,12 +102,16 @@ class SegmentationModule(L.LightningModule):
         encoder: smp/timm encoder name; the default has ImageNet weights that ship offline.
         weights: ``"imagenet"``, a path to a weights file, or ``None`` (from scratch).
         num_classes, class_names, ignore_index: from the dataset's ``classes.yaml``.
+        class_colours: display colour of each class, RGB 0..255 (built-in colours by name if not given).
+        mean, std: input normalisation, RGB in [0, 1] units; default: what the encoder's weights expect.
         loss: weights of ``ce``, ``dice``, ``focal``, ``lovasz`` in the summed loss.
         class_weights: per-class weights for cross-entropy.
         lr: peak learning rate of the decoder and head; the encoder gets ``lr / encoder_lr_div``.
         schedule: ``onecycle``, ``cosine`` or ``constant``; ``warmup_pct`` of each cycle warms up.
-        freeze_epochs: epochs with the encoder (BatchNorm included) frozen before fine-tuning it.
+        freeze_epochs: epochs (fractions allowed) with the encoder, BatchNorm included, frozen
+            before fine-tuning it; counted in optimiser steps, so it also holds for ``max_steps`` runs.
         channels_last: NHWC memory format, markedly faster on CPU for these convnets.
+        tile, overlap: the sliding-window tiles :meth:`predict` uses unless told otherwise.
         arch_kwargs: passed to the smp architecture (e.g. ``decoder_channels``).
     """
 
@@ -83,6 +123,9 @@ class SegmentationModule(L.LightningModule):
         num_classes: int = 7,
         class_names: Sequence[str] | None = None,
         ignore_index: int = 255,
+        class_colours: Sequence[Sequence[int]] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         loss: Mapping[str, float] | None = None,
         class_weights: Sequence[float] | None = None,
         lr: float = 2e-3,
@@ -90,27 +133,52 @@ class SegmentationModule(L.LightningModule):
         weight_decay: float = 1e-4,
         schedule: str = "onecycle",
         warmup_pct: float = 0.25,
-        freeze_epochs: int = 1,
+        freeze_epochs: float = 1,
         channels_last: bool = True,
+        tile: int = 512,
+        overlap: int = 128,
         arch_kwargs: Mapping[str, Any] | None = None,
     ):
         super().__init__()
+        _check("num_classes", isinstance(num_classes, int) and num_classes >= 1, num_classes, "a whole number >= 1")
+        _check("lr", _number(lr) and lr > 0, lr, "a positive number, e.g. 3e-3")
+        _check("encoder_lr_div", _number(encoder_lr_div) and encoder_lr_div > 0, encoder_lr_div, "a positive number")
+        _check("weight_decay", _number(weight_decay) and weight_decay >= 0, weight_decay, "a number >= 0")
+        _check("warmup_pct", _number(warmup_pct) and 0 <= warmup_pct < 1, warmup_pct, "in [0, 1)")
+        _check("freeze_epochs", _number(freeze_epochs) and freeze_epochs >= 0, freeze_epochs, "a number >= 0")
+        _check("schedule", schedule in SCHEDULES, schedule, f"one of {', '.join(SCHEDULES)}")
+        _check("tile", isinstance(tile, int) and tile >= 32 and tile % 32 == 0, tile, "a multiple of 32")
+        _check("overlap", isinstance(overlap, int) and 0 <= overlap < tile, overlap, f"in [0, tile={tile})")
+        smp_arch = ARCHITECTURES.get(arch, arch)
+        _check("arch", hasattr(smp, smp_arch), arch, f"one of {', '.join(ARCHITECTURES)} (or an smp class name)")
         class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
+        _check("class_names", len(class_names) == num_classes, class_names, f"{num_classes} names")
+        taxonomy = taxonomy_from_names(class_names, name="model", ignore_index=ignore_index)
+        colours = [list(map(int, c)) for c in class_colours] if class_colours else [list(c) for c in taxonomy.colors]
+        _check("class_colours", len(colours) == num_classes, class_colours, f"{num_classes} [r, g, b] colours")
+        default_mean, default_std = normalization(encoder)
+        mean, std = list(mean or default_mean), list(std or default_std)
+        _check("mean", len(mean) == 3, mean, "three numbers (RGB)")
+        _check("std", len(std) == 3 and all(v > 0 for v in std), std, "three positive numbers (RGB)")
         loss = dict(loss) if loss else {"ce": 1.0, "dice": 1.0}
         self.save_hyperparameters({
             "arch": arch, "encoder": encoder, "weights": weights, "num_classes": num_classes,
-            "class_names": class_names, "ignore_index": ignore_index, "loss": loss,
-            "class_weights": list(class_weights) if class_weights else None, "lr": lr,
+            "class_names": class_names, "ignore_index": ignore_index, "class_colours": colours, "mean": mean,
+            "std": std, "loss": loss, "class_weights": list(class_weights) if class_weights else None, "lr": lr,
             "encoder_lr_div": encoder_lr_div, "weight_decay": weight_decay, "schedule": schedule,
             "warmup_pct": warmup_pct, "freeze_epochs": freeze_epochs, "channels_last": channels_last,
-            "arch_kwargs": dict(arch_kwargs or {}),
+            "tile": tile, "overlap": overlap, "arch_kwargs": dict(arch_kwargs or {}),
         })
         smp_weights, state, info = resolve_weights(encoder, weights)
-        self.model = smp.create_model(ARCHITECTURES.get(arch, arch), encoder_name=encoder, encoder_weights=smp_weights,
-                                      classes=num_classes, **dict(arch_kwargs or {}))
+        try:
+            self.model = smp.create_model(smp_arch, encoder_name=encoder, encoder_weights=smp_weights,
+                                          classes=num_classes, **dict(arch_kwargs or {}))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"model.arch={arch!r} with model.encoder={encoder!r} and arch_kwargs "
+                              f"{dict(arch_kwargs or {})} cannot be built: {e}") from None
         apply_weights(self.model.encoder, encoder, state, info)
         self.weights_source = info.source
-        self.mean, self.std = tuple(info.mean), tuple(info.std)
+        self.normalize = Normalize(mean, std)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = CombinedLoss(loss, ignore_index, class_weights)
@@ -118,16 +186,73 @@ class SegmentationModule(L.LightningModule):
         self.val_metrics = SegmentationMetrics(class_names, ignore_index)
         self.test_metrics = SegmentationMetrics(class_names, ignore_index)
         self.last_results: dict[str, dict] = {}
+        self.frozen_steps = 0  # set when the optimiser is configured
+        self._restored_rng: dict | None = None
 
+    # what a checkpoint knows ----------------------------------------------------------------
     @property
     def encoder(self) -> torch.nn.Module:
         return self.model.encoder
 
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return tuple(self.hparams.mean)
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self.hparams.std)
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        """The classes, their display colours and the ignore index, as trained."""
+        hp = self.hparams
+        return Taxonomy(name="model", names=tuple(hp.class_names), colors=tuple(tuple(c) for c in hp.class_colours),
+                        ignore_index=hp.ignore_index)
+
+    # inference ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, C, H, W) for RGB images in [0, 1] (N, 3, H, W); H and W multiples of 32."""
+        x = self.normalize(x)
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
+    def predictor(self, tile: int | None = None, overlap: int | None = None, **kwargs: Any) -> TiledPredictor:
+        """A :class:`~pcbseg.inference.TiledPredictor` over this model with its preferred tiles."""
+        device = kwargs.pop("device", None) or next(self.parameters()).device
+        return TiledPredictor(self, self.hparams.num_classes, tile=tile or self.hparams.tile,
+                              overlap=self.hparams.overlap if overlap is None else overlap, device=device, **kwargs)
+
+    @torch.no_grad()
+    def predict(self, image: np.ndarray | str | Path, return_probs: bool = False, **tiling: Any) -> Any:
+        """Class mask (H x W uint8) of an RGB uint8 image or an image file, predicted tile by tile.
+
+        ``tiling``: ``tile``, ``overlap``, ``batch_size``, ``blend``, ``tta``, ``device`` (see
+        :class:`~pcbseg.inference.TiledPredictor`). With ``return_probs=True`` the result is a
+        :class:`~pcbseg.inference.Prediction` holding ``mask`` and ``probs`` (C x H x W).
+        """
+        if isinstance(image, (str, Path)):
+            from pcbseg.data.layout import read_image  # files only here: the module itself needs no dataset code
+
+            image = read_image(Path(image))
+        was_training = self.training
+        self.eval()
+        try:
+            out: Prediction = self.predictor(**tiling).predict(np.asarray(image), return_probs=return_probs)
+        finally:
+            self.train(was_training)
+        return out if return_probs else out.mask
+
+    def predict_step(self, batch: dict | torch.Tensor, batch_idx: int = 0) -> dict:
+        """For ``trainer.predict``: the class mask of each image in a batch (as the datamodules make them)."""
+        images = batch["image"] if isinstance(batch, dict) else batch
+        logits = self(images)
+        out = {"mask": logits.argmax(1).to(torch.uint8)}
+        if isinstance(batch, dict) and "id" in batch:
+            out["id"] = batch["id"]
+        return out
+
+    # training -------------------------------------------------------------------------------
     def _metrics(self, stage: str) -> SegmentationMetrics:
         return getattr(self, f"{stage}_metrics")
 
@@ -172,7 +297,37 @@ class SegmentationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._epoch_end("test")
 
-    # optimisation ---------------------------------------------------------------------------
+    # fine-tuning: frozen encoder first, then all of it ---------------------------------------
+    @property
+    def encoder_frozen(self) -> bool:
+        return self.global_step < self.frozen_steps
+
+    def _apply_freeze(self) -> None:
+        frozen = self.encoder_frozen
+        # One process: frozen weights need no gradient at all (faster). Under DDP the set of
+        # parameters with gradients must not change after wrapping, so gradients are dropped instead.
+        if self._trainer is None or self.trainer.world_size == 1:
+            for p in self.encoder.parameters():
+                p.requires_grad_(not frozen)
+        # Frozen BatchNorm keeps its pretrained statistics; set every batch, since validation and
+        # Lightning restore module modes of their own.
+        for m in self.encoder.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train(not frozen)
+
+    def on_train_start(self) -> None:
+        self._restore_rng()
+        if self.frozen_steps:
+            log.info("Encoder frozen for the first %d of %d optimiser steps", self.frozen_steps, self._steps()[0])
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._apply_freeze()
+
+    def on_after_backward(self) -> None:
+        if self.encoder_frozen:
+            for p in self.encoder.parameters():
+                p.grad = None
+
     def configure_optimizers(self) -> dict:
         hp = self.hparams
         encoder_ids = {id(p) for p in self.encoder.parameters()}
@@ -182,9 +337,8 @@ class SegmentationModule(L.LightningModule):
             {"params": list(self.encoder.parameters()), "lr": hp.lr / hp.encoder_lr_div, "name": "encoder"},
         ]
         optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1000
-        epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
-        frozen = min(total, round(total * min(hp.freeze_epochs, epochs) / epochs))
+        total, per_epoch = self._steps()
+        frozen = self.frozen_steps = min(total, round(hp.freeze_epochs * per_epoch))
 
         def head_factor(step: int) -> float:
             if step < frozen:
@@ -196,3 +350,72 @@ class SegmentationModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [head_factor, encoder_factor])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _steps(self) -> tuple[int, float]:
+        """(optimiser steps in the whole run, optimiser steps per epoch), from the trainer's settings."""
+        if self._trainer is None:
+            return 1000, 100.0
+        trainer = self.trainer
+        accumulate = max(1, trainer.accumulate_grad_batches)
+        if trainer.train_dataloader is None and trainer.datamodule is not None and trainer.world_size == 1:
+            # Counted on a loader of our own: Lightning's estimate would make its loader (and draw its
+            # first batches) now, before a resumed run has restored its epoch.
+            batches = _limited(len(trainer.datamodule.train_dataloader()), trainer.limit_train_batches)
+            per_epoch = math.ceil(batches / accumulate)
+            total = per_epoch * trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else math.inf
+            if trainer.max_steps and trainer.max_steps > 0:
+                total = min(total, trainer.max_steps)
+            if not math.isfinite(total):
+                raise ConfigError("the learning-rate schedule needs a length: set trainer.max_epochs or trainer.max_steps")
+            return int(total), float(per_epoch)
+        total = trainer.estimated_stepping_batches  # honours max_steps, max_epochs and limit_train_batches
+        if not math.isfinite(total):
+            raise ConfigError("the learning-rate schedule needs a length: set trainer.max_epochs or trainer.max_steps")
+        if trainer.train_dataloader is None:  # max_steps runs: Lightning has not loaded it yet
+            trainer.fit_loop.setup_data()
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches) or batches <= 0:
+            epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+            return int(total), total / epochs
+        return int(total), float(math.ceil(batches / accumulate))
+
+    # exact resume: the global RNGs travel with the checkpoint ---------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        np_state = np.random.get_state()
+        checkpoint["pcbseg_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored_rng = checkpoint.get("pcbseg_rng")
+
+    def _restore_rng(self) -> None:
+        """Put back the generators' state saved with the checkpoint this run resumed from.
+
+        Called when training starts, not on load: the sanity check in between draws from them.
+        """
+        state, self._restored_rng = self._restored_rng, None
+        if state:
+            torch.set_rng_state(state["torch"])
+            name, keys, pos, has_gauss, gauss = state["numpy"]
+            np.random.set_state((name, np.asarray(keys, np.uint32), pos, has_gauss, gauss))
+            random.setstate(_as_tuples(state["python"]))
+
+
+def _limited(batches: int, limit: int | float | None) -> int:
+    """Batches an epoch runs under ``trainer.limit_train_batches`` (a count, or a fraction of the loader)."""
+    if limit is None:
+        return batches
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit != 1:
+        return min(batches, limit)
+    return batches if limit == 1 else int(batches * float(limit))
+
+
+def _as_tuples(x: Any) -> Any:
+    return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from pcbseg.data.builder import DatasetBuilder, ImportResult
 from pcbseg.data.gerber.files import GerberError
 from pcbseg.data.gerber.labels import label_board
 from pcbseg.data.gerber.render import render_crop, render_full
+from pcbseg.jsonfile import write_json
 from pcbseg.taxonomy import Taxonomy, get_taxonomy
 
 BOARDS_FILE = "gerber_boards.json"
@@ -88,5 +88,5 @@ def import_gerber(boards: Sequence[str | Path], out: str | Path, px_per_mm: floa
                              "Objects without an X2 aperture function are labelled by rule (see pcbseg.data.gerber.labels)."]
         for name, rec in records.items():
             builder.sections += [f"- {name}: " + "; ".join(rec["notes"])] if rec["notes"] else []
-        (builder.tmp / BOARDS_FILE).write_text(json.dumps(records, indent=1) + "\n")
+        write_json(builder.tmp / BOARDS_FILE, records, indent=1)
         return builder.finish(valid_pct, test_pct, seed, group_pattern=None, check_pixels=False)

@@ -56,6 +56,7 @@ from pcbseg.data.photo.fine import PhotoPyramid, try_correction
 from pcbseg.data.photo.frame import BARE, HOLE, MASK, SILK, SideFrame
 from pcbseg.data.photo.register import Limits, Registration, quad, register_photo
 from pcbseg.data.photo.transfer import boundary_width, transfer_labels
+from pcbseg.jsonfile import write_json
 from pcbseg.taxonomy import Taxonomy, get_taxonomy
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ def import_photos(boards: Sequence[str | Path], out: str | Path, taxonomy: str |
         builder.sections += ["## Photos", "", "Residual: median misfit of the matched blocks in the verification pass "
                              "(held out when a smooth correction is applied); seconds per photo, after reading the board's "
                              "files once (" + ", ".join(f"{k} {v:.1f} s" for k, v in prep.items()) + ").", "", *rows]
-        (builder.tmp / REGISTRATION_FILE).write_text(json.dumps(records, indent=1) + "\n")
+        write_json(builder.tmp / REGISTRATION_FILE, records, indent=1)
         return builder.finish(valid_pct, test_pct, seed, group_pattern=None, check_pixels=False)
 
 
