@@ -1,6 +1,6 @@
 """Photo-like renders of a labelled board side, pixel-aligned with their masks by construction.
 
-The appearance is the synthetic boards' (:func:`pcbseg.data.synth.paint`), with the soldermask
+The appearance is the synthetic boards' (:func:`pcbseg.data.synth.appearance.paint`), with the soldermask
 openings of the files deciding which copper is bare: soldermask over copper,
 exposed pad finish, silkscreen, drilled holes, component bodies, relief, uneven light, then the
 same camera (small perspective, blur, sensor noise, JPEG). Each render draws its own appearance
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from pcbseg.data.gerber.labels import SideLabels
-from pcbseg.data.synth import BoardLayers, camera, paint, sensor
+from pcbseg.data.synth.appearance import BoardLayers, camera, paint, sensor
 from pcbseg.taxonomy import Taxonomy
 
 # Body colours by kind (RGB 0..1): chip resistors black, MLCCs tan, plastic ICs near-black,
