@@ -116,3 +116,23 @@ def test_regenerate_splits_happens_once_and_only_when_asked(dataset: Path):
     assert after != before and len(list(dataset.glob("splits.csv.bak-*"))) == 1
     dm.prepare_data()
     assert (dataset / "splits.csv").read_text() == after
+
+
+def test_batches_do_not_depend_on_worker_count_and_change_each_epoch(synth_root: Path):
+    import albumentations as A
+
+    def epochs(workers: int) -> list[list[torch.Tensor]]:
+        dm = PCBDataModule(synth_root, batch_size=2, crop_size=64, num_workers=workers, seed=3,
+                           augment=[A.HorizontalFlip(p=0.5), A.RandomBrightnessContrast(p=0.5)])
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        out = []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)
+            out.append([b["image"] for b in loader])
+        return out
+
+    serial, parallel = epochs(0), epochs(2)
+    for a, b in zip(serial, parallel, strict=True):
+        assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(serial[0], serial[1], strict=True))

@@ -66,3 +66,34 @@ def test_real_resistor_set_imports_whole(tmp_path: Path):
     assert len(list((out / "images").iterdir())) == 400 and validate_dataset(out) == []
     share = np.mean([(read_mask(p) == 1).mean() for p in sorted((out / "masks").iterdir())[:50]])
     assert 0.1 < share < 0.6  # the resistor body is a large part of each crop, never all of it
+
+
+@pytest.mark.parametrize("text, words", [
+    ("0: [0, 0, 0\n", "not valid YAML"),
+    ("- [0, 0, 0]\n", "expected a mapping"),
+    ("0: [0, 0]\n", "must be CLASS_ID: [r, g, b]"),
+    ("0: [0, 0, 300]\n", "must be CLASS_ID: [r, g, b]"),
+    ("background: [0, 0, 0]\n", "must be CLASS_ID: [r, g, b]"),
+    ("0: [1, 2, 3]\n1: [1, 2, 3]\n", "is given to class 0 and to 1"),
+])
+def test_bad_colour_maps_are_named(tmp_path: Path, capsys: pytest.CaptureFixture, text: str, words: str):
+    images, masks = _pairs(tmp_path)
+    cmap = tmp_path / "colours.yaml"
+    cmap.write_text(text)
+    args = ["masks", str(images), str(masks), "--out", str(tmp_path / "ds"), "--mode", "colour", "--colour-map",
+            str(cmap), "--classes", "background,resistor"]
+    assert import_main(args) == 1
+    err = capsys.readouterr().err
+    assert words in err and str(cmap) in err and "Traceback" not in err
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("text, words", [("[resistor, component]\n", "expected a mapping"),
+                                         ("a: [b]\n", "expected a class name"), ("a: {b\n", "not valid YAML")])
+def test_bad_map_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture, text: str, words: str):
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(text)
+    (tmp_path / "ann.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    assert import_main(["coco", str(tmp_path / "ann.json"), "--out", str(tmp_path / "ds"), "--map-file", str(mapping)]) == 1
+    err = capsys.readouterr().err
+    assert words in err and str(mapping) in err

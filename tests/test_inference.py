@@ -65,6 +65,20 @@ def test_tiled_matches_whole_image_prediction():
     assert (tiled == whole).mean() > 0.9999
 
 
+def test_tta_equals_the_hand_inverted_average():
+    """A random 5x5 convolution is not flip- or rotation-equivariant: only exact inversion gives this."""
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 4, 5, padding=2).eval()
+    image, _ = render_board(4, size=64)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        expected = (net(x) + net(x.flip(-1)).flip(-1) + net(x.rot90(1, (-2, -1))).rot90(-1, (-2, -1))) / 3
+    out = TiledPredictor(net, 4, tile=64, overlap=16, tta=["hflip", "rot90"]).predict(image, return_logits=True)
+    assert np.allclose(out.logits, expected[0].numpy(), atol=1e-5)
+    plain = TiledPredictor(net, 4, tile=64, overlap=16).predict(image, return_logits=True)
+    assert not np.allclose(plain.logits, out.logits, atol=1e-3)
+
+
 def test_tta_averages_and_keeps_shape(net: SegmentationModule):
     image, _ = render_board(2, size=160)
     plain = TiledPredictor(net, 7, tile=128, overlap=32).predict(image, return_logits=True)
@@ -134,6 +148,43 @@ def test_export_onnx_parity_and_onnx_backend(tmp_path: Path, checkpoint: Path):
     a = cv2.imread(str(tmp_path / "torch" / "board_mask.png"), cv2.IMREAD_UNCHANGED)
     b = cv2.imread(str(tmp_path / "onnx" / "board_mask.png"), cv2.IMREAD_UNCHANGED)
     assert (a == b).mean() > 0.999
+
+
+def test_onnx_parity_failure_is_reported_and_exits_1(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch):
+    pytest.importorskip("onnxruntime")
+    from pcbseg import export
+    from pcbseg.api import load_model
+
+    original = export.OnnxForward.__call__
+    monkeypatch.setattr(export.OnnxForward, "__call__", lambda self, x: original(self, x) + 0.01)  # a drifting runtime
+    report = export.export_onnx(load_model(checkpoint), tmp_path / "drift.onnx")
+    assert report["max_abs_diff"] == pytest.approx(0.01, abs=1e-3) and not export.parity_ok(report)
+    result = subprocess.run([sys.executable, "-m", "pcbseg.cli.export", f"ckpt_path={checkpoint}",
+                             f"output={tmp_path / 'strict.onnx'}", "tolerance=1e-12"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1 and "parity check failed" in out and "Traceback" not in out
+
+
+def test_onnx_file_records_what_it_takes_and_old_exports_are_refused(tmp_path: Path, checkpoint: Path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from pcbseg import export
+    from pcbseg.api import load_model
+
+    model = load_model(checkpoint)
+    path = tmp_path / "m.onnx"
+    export.export_onnx(model, path)
+    runner = export.OnnxForward(path)
+    assert json.loads(runner.metadata["pcbseg_classes"]) == list(model.taxonomy.names)
+    x = torch.rand(1, 3, 64, 96)  # raw RGB in [0, 1]: the graph normalises
+    with torch.no_grad():
+        assert torch.allclose(runner(x), model(x), atol=1e-3)
+    bare = onnx.load(str(path))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "old.onnx"))
+    with pytest.raises(ValueError, match="older pcbseg"):
+        export.OnnxForward(tmp_path / "old.onnx")
 
 
 def test_stripes_give_exactly_the_single_pass_result(net: SegmentationModule):

@@ -202,7 +202,11 @@ def test_lr_finder_saves_its_plot_and_uses_the_suggestion(tmp_path: Path, synth_
     summary, out = _run_in_process(tmp_path, synth_root, "tune.lr_find=true", "tune.num_training=18",
                                    "tune.early_stop_threshold=null", "data.batch_size=1", "trainer.max_epochs=2")
     assert (out / "lr_find.png").is_file()
-    assert summary["lr"] != 3.0e-3
+    suggestion = json.loads((out / "lr_find.json").read_text())["suggestion"]
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert summary["lr"] == suggestion == ckpt["hyper_parameters"]["lr"] != 3.0e-3
+    head_lr = ckpt["optimizer_states"][0]["param_groups"][0]["initial_lr"]
+    assert head_lr == pytest.approx(suggestion)  # the optimiser itself ran at the suggestion
 
 
 def test_tensorboard_logger_writes_events(tmp_path: Path, synth_root: Path):
@@ -244,3 +248,11 @@ def test_bad_settings_end_in_one_paragraph_without_a_traceback(tmp_path: Path, d
     assert result.returncode == 1 and overrides[1] in out, out[-2000:]
     assert "Traceback" not in out, out[-3000:]
     assert json.loads((tmp_path / "bad" / "status.json").read_text())["status"] == "failed"
+
+
+def test_an_empty_validation_split_is_refused_before_training(tmp_path: Path, dataset: Path):
+    splits = dataset / "splits.csv"
+    splits.write_text(splits.read_text().replace(",val,", ",train,"))
+    result = _cli(tmp_path, *_tiny(dataset), "hydra.run.dir=noval")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1 and "no image is in the val split" in out and "Traceback" not in out

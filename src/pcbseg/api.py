@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import pickle
 import zipfile
 from collections.abc import Sequence
@@ -88,10 +89,15 @@ def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> Segmenta
     hp = dict(contents["hyper_parameters"])
     hp["weights"] = None
     hp.pop("_instantiator", None)
+    quiet = logging.getLogger("pcbseg.models.weights")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # "weights from none" would mislead: the trained weights load next
     try:
         module = SegmentationModule(**hp)
     except TypeError as e:
         raise CheckpointError(f"{path}: its settings do not fit this pcbseg version ({e})") from None
+    finally:
+        quiet.setLevel(level)
     try:
         module.load_state_dict(contents["state_dict"])
     except RuntimeError as e:

@@ -40,7 +40,9 @@ def main(cfg: DictConfig) -> None:
     log.info("Wrote %s; parity with PyTorch on a %s test image: max |logit diff| = %.2e, argmax agreement %.4f",
              out, "x".join(map(str, report["input_shape"][2:])), report["max_abs_diff"], report["argmax_agreement"])
     if not parity_ok(report, cfg.tolerance):
-        log.error("parity check failed: %.2e > tolerance %.2e", report["max_abs_diff"], cfg.tolerance)
+        log.error("parity check failed: %.2e > tolerance %.2e. %s is kept for inspection, with its report in %s.json; "
+                  "do not deploy it (try another opset=, or report the onnxruntime version)", report["max_abs_diff"],
+                  cfg.tolerance, out, out)
         sys.exit(1)
 
 

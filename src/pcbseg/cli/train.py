@@ -61,6 +61,7 @@ def _lr_find(trainer: L.Trainer, model: L.LightningModule, datamodule: L.Lightni
     suggestion = finder.suggestion()
     fig = finder.plot(suggest=True)
     fig.savefig(out / "lr_find.png", dpi=100)
+    write_json(out / "lr_find.json", {"suggestion": suggestion, "lr": finder.results["lr"], "loss": finder.results["loss"]})
     if suggestion is None or not math.isfinite(suggestion):
         log.warning("LR finder gave no suggestion; keeping lr=%s (plot in %s)", model.hparams.lr, out / "lr_find.png")
         return model.hparams.lr

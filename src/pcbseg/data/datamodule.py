@@ -162,6 +162,10 @@ class PCBDataModule(L.LightningDataModule):
         self.split_ids = {s: sorted(r.id for r in rows if r.split == s) for s in SPLIT_NAMES}
         if not self.split_ids["train"] and stage in (None, "fit"):
             raise DatasetError(self.layout.splits, "no image is in the train split")
+        if not self.split_ids["val"] and stage in (None, "fit", "validate"):
+            raise DatasetError(self.layout.splits, "no image is in the val split, so nothing would judge the model: "
+                               "make the split again with data.valid_pct > 0 and data.regenerate_splits=true "
+                               "(the old file is kept as a backup), or move some groups to val by hand")
         seed = self.seed if self.seed is not None else torch.initial_seed() % 2**32
         self.datasets["train"] = SegmentationDataset(self.layout.root, self.split_ids["train"], self._train_transform(),
                                                      seed=seed)
