@@ -59,3 +59,14 @@ def test_pcbseg_synth_defaults_make_the_set_data_synthetic_expects():
     for key, value in data.synth.items():
         if key != "workers":
             assert synth[key] == value, f"pcbseg-synth {key}={synth[key]} but data=synthetic wants {value}"
+
+
+def test_every_package_ships_with_a_plain_pip_install():
+    """pyproject lists packages by hand (conf/ is mapped into pcbseg.conf): a new subpackage must be listed."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    repo = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    src = repo / "src"
+    found = {".".join(p.parent.relative_to(src).parts) for p in (src / "pcbseg").rglob("__init__.py")}
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
