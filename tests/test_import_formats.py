@@ -262,7 +262,7 @@ def test_yolo_keeps_the_export_split_and_warns_when_it_leaks(tmp_path: Path):
     assert re.search(r"\| b_jpg\.rf\.11aa22 \| train \| IMG_7781_jpg\.rf\.77ee88 \| val \|", report) or \
         re.search(r"\| IMG_7781_jpg\.rf\.77ee88 \| val \| b_jpg\.rf\.11aa22 \| train \|", report), report
     assert "1 pair(s) of near-duplicate images" in report
-    assert "box annotation(s) ignored" in report
+    assert "6 shape(s) dropped" in report and report.count("a box, not an outline") == 6  # each box line named
 
 
 def test_yolo_group_leak_in_the_export_split_is_reported(tmp_path: Path):
@@ -307,7 +307,8 @@ def test_cvat_polygons_with_z_order_and_ignored_boxes(tmp_path: Path):
     assert names == ["background", "trace", "pad"]
     assert m[10, 10] == 1  # the trace has the higher z-order, so it crosses the pad
     assert m[6, 6] == 2 and m[22, 32] == 0  # the box outlines nothing
-    assert "1 <box> shape(s) ignored" in (out / "import_report.md").read_text()
+    report = (out / "import_report.md").read_text()
+    assert "| `p.png` | <box> #2 (pad) | outlines no area" in report and "1 shape(s) dropped" in report
 
 
 # --- leakage check ----------------------------------------------------------------------------
@@ -441,7 +442,7 @@ def test_a_corrupt_image_or_label_is_skipped_and_named(tmp_path: Path):
     out = tmp_path / "ds"
     assert import_main(["yolo", str(export), "--out", str(out), "--classes", "default", "--map", "R=component",
                         "--no-pixel-check"]) == 0
-    assert sorted(r.id for r in read_splits(out / "splits.csv")) == ["a", "c"]
+    assert sorted(r.id for r in read_splits(out / "splits.csv")) == ["a", "b", "c"]  # b keeps its image, loses the line
     report = (out / "import_report.md").read_text()
     assert f"`{export / 'train' / 'images' / 'broken.jpg'}`: cannot be read as an image" in report
-    assert f"`{export / 'train' / 'labels' / 'b.txt'}`: line 1: 3 coordinates" in report
+    assert "| `b.txt` | line 1 | 3 coordinates" in report

@@ -126,6 +126,10 @@ def _shapes(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map-file", type=Path, default=None, help="YAML {category: class} (same as --map)")
     p.add_argument("--unmapped", choices=UNMAPPED_CHOICES, default="error",
                    help="categories with no class: refuse (error), paint as ignore, or drop (skip)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (and write nothing) if any shape would be dropped; by default each is named and counted")
+    p.add_argument("--boxes-as-masks", action="store_true",
+                   help="paint boxes that have no outline as filled rectangles (a detection export as coarse masks)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -263,8 +267,6 @@ def main(argv: list[str] | None = None) -> int:
                                    render_px_per_mm=tuple(args.render_px_per_mm), taxonomy=args.taxonomy,
                                    outside=args.outside, full=not args.no_full, seed=args.seed, valid_pct=args.valid_pct,
                                    test_pct=args.test_pct, overwrite=args.overwrite)
-            for f, why in result.skipped:
-                print(f"skipped: {f}: {why}", file=sys.stderr)
         elif args.format == "photos":
             from pcbseg.data.photo.importer import import_photos
             from pcbseg.data.photo.register import Limits
@@ -277,8 +279,6 @@ def main(argv: list[str] | None = None) -> int:
                                    extra_ignore=_ignore_regions(args.ignore_region), occlusion=not args.no_occlusion,
                                    correction=not args.no_correction, valid_pct=args.valid_pct, test_pct=args.test_pct,
                                    seed=args.seed, overwrite=args.overwrite)
-            for f, why in result.skipped:
-                print(f"skipped: {f}: {why}", file=sys.stderr)
         elif args.format == "merge":
             from pcbseg.data.merge import merge_datasets
 
@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                                   mode=args.mode, threshold=args.threshold, foreground=args.foreground,
                                   colour_map=_colour_map(args.colour_map), **common)
         elif args.format in ("coco", "yolo", "cvat"):
-            shapes = dict(classes=args.classes, mapping=_mapping(args.map, args.map_file), unmapped=args.unmapped)
+            shapes = dict(classes=args.classes, mapping=_mapping(args.map, args.map_file), unmapped=args.unmapped,
+                          strict=args.strict, boxes_as_masks=args.boxes_as_masks)
             if args.format == "coco":
                 from pcbseg.data.import_coco import import_coco
 
@@ -310,9 +311,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 1
+    for f, why in result.skipped:
+        print(f"skipped: {f}: {why}", file=sys.stderr)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"Imported {len(result.imported)} images into {result.root} ({len(result.skipped)} skipped); "
+    shown = 20
+    for image, shape, why in result.dropped[:shown]:
+        print(f"dropped: {image}: {shape}: {why}", file=sys.stderr)
+    if len(result.dropped) > shown:
+        print(f"dropped: ... and {len(result.dropped) - shown} more shape(s), all listed in import_report.md",
+              file=sys.stderr)
+    dropped = f", {len(result.dropped)} shape(s) dropped" if result.dropped else ""
+    print(f"Imported {len(result.imported)} images into {result.root} ({len(result.skipped)} skipped{dropped}); "
           f"see {result.root / 'import_report.md'}")
     return 0
 

@@ -13,7 +13,7 @@ Example:
     >>> big = Shape(1, polygon=np.array([[0, 0], [7, 0], [7, 7], [0, 7]], float))
     >>> small = Shape(2, polygon=np.array([[2, 2], [4, 2], [4, 4], [2, 4]], float))
     >>> paint([small, big], (8, 8))[3, 1:6].tolist()
-    [1, 2, 2, 2, 1]
+    [1, 2, 2, 1, 1]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from pcbseg.taxonomy import TAXONOMIES, Taxonomy, get_taxonomy, taxonomy_from_names
 
@@ -112,16 +113,28 @@ class Shape:
         return float(abs(cv2.contourArea(self.polygon.astype(np.float32))))
 
 
+def rasterize(polygon: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An HxW 0/1 array of a polygon (N x 2, pixel-corner coordinates), by pycocotools' rule.
+
+    Every format's polygons go through here, so the same outline gives the same pixels whether it
+    came from COCO, YOLO or CVAT.
+    """
+    h, w = size
+    rle = mask_utils.frPyObjects([np.asarray(polygon, np.float64).ravel().tolist()], h, w)
+    return mask_utils.decode(mask_utils.merge(rle))
+
+
+def box_polygon(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """The four corners of an axis-aligned box, as a polygon (``--boxes-as-masks``)."""
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+
+
 def paint(shapes: Sequence[Shape], size: tuple[int, int], background: int = 0) -> np.ndarray:
     """An HxW uint8 class mask; overlaps follow the module's rule (higher z, then smaller area, wins)."""
     out = np.full(size, background, np.uint8)
     for s in sorted(shapes, key=lambda s: (s.z, -s.area())):
-        if s.mask is not None:
-            out[s.mask.astype(bool)] = s.class_id
-        else:
-            # polygons are in pixel-corner coordinates; fillPoly samples pixel centres, hence -0.5
-            pts = np.round((s.polygon - 0.5) * 16).astype(np.int32)
-            cv2.fillPoly(out, [pts], int(s.class_id), lineType=cv2.LINE_8, shift=4)
+        m = s.mask if s.mask is not None else rasterize(s.polygon, size)
+        out[m.astype(bool)] = s.class_id
     return out
 
 

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -32,8 +31,6 @@ from pcbseg.data.layout import DatasetLayout, read_image, write_image, write_mas
 from pcbseg.data.leakage import Fingerprint, check_dataset_leaks, duplicate_groups, leak_table
 from pcbseg.data.splits import SPLIT_NAMES, SplitRow, assign_splits, group_of, leaking_groups, write_splits
 from pcbseg.taxonomy import Taxonomy
-
-log = logging.getLogger(__name__)
 
 # Group = the name with augmentation suffixes removed, so augmented copies of one photo share a group.
 # Handles Roboflow's ``<name>_<ext>.rf.<hash>`` and the usual suffixes (``_rot90``, ``_flip``,
@@ -54,13 +51,15 @@ class ImportResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
     warnings: list[str] = field(default_factory=list)
     rows: list[SplitRow] = field(default_factory=list)
+    dropped: list[tuple[str, str, str]] = field(default_factory=list)  # (image, shape, why): shapes not in any mask
 
 
 class DatasetBuilder:
     """Collect images and masks, then :meth:`finish` writes classes, splits and ``import_report.md``."""
 
-    def __init__(self, out: str | Path, taxonomy: Taxonomy, source: str, overwrite: bool = False):
+    def __init__(self, out: str | Path, taxonomy: Taxonomy, source: str, overwrite: bool = False, strict: bool = False):
         self.out, self.taxonomy, self.source, self.overwrite = Path(out), taxonomy, source, overwrite
+        self.strict = strict  # a dropped shape makes the whole import fail
         if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())) and not overwrite:
             raise FileExistsError(f"{self.out}: not empty; pass --overwrite to replace it, or choose another --out")
         self.result = ImportResult(self.out)
@@ -89,8 +88,12 @@ class DatasetBuilder:
         self.result.skipped.append((str(file), why))
 
     def warn(self, message: str) -> None:
-        log.warning(message)
+        """Record a warning; the report lists it and the CLI prints it (once)."""
         self.result.warnings.append(message)
+
+    def drop(self, image: str | Path, shape: str, why: str) -> None:
+        """Record a shape that lands in no mask: the report and the terminal name it; ``strict`` refuses the import."""
+        self.result.dropped.append((str(image), shape, why))
 
     def add(self, image_id: str, image: Path | np.ndarray, mask: np.ndarray, split: str | None = None,
             group: str | None = None, source_file: str | Path | None = None, image_ext: str = ".png") -> bool:
@@ -143,6 +146,11 @@ class DatasetBuilder:
         """
         assert self.tmp is not None, "use DatasetBuilder as a context manager"
         res = self.result
+        if self.strict and res.dropped:
+            shown = "; ".join(f"{i}: {s}: {why}" for i, s, why in res.dropped[:5])
+            more = f" (and {len(res.dropped) - 5} more)" if len(res.dropped) > 5 else ""
+            raise ValueError(f"{self.source}: --strict: {len(res.dropped)} shape(s) would be dropped: {shown}{more}; "
+                             "nothing was written")
         if not res.imported:
             why = "; ".join(f"{f}: {reason}" for f, reason in res.skipped[:3]) + (" ..." if len(res.skipped) > 3 else "")
             raise ValueError(f"{self.source}: no image could be imported ({len(res.skipped)} skipped: {why})")
@@ -168,7 +176,7 @@ class DatasetBuilder:
                 dupes = check_dataset_leaks(self.tmp, res.rows)
                 if dupes:
                     self.warn(f"the export's own split leaks: {len(dupes)} pair(s) of near-duplicate images sit in "
-                              "different splits (listed below)")
+                              "different splits (listed in import_report.md, 'Near-duplicates across splits')")
                     self.sections += ["## Near-duplicates across splits", "", *leak_table(dupes)]
         else:
             by_group = assign_splits(groups.values(), valid_pct, test_pct, seed)
@@ -194,7 +202,8 @@ class DatasetBuilder:
         n_img = {s: sum(r.split == s for r in res.rows) for s in splits}
         n_grp = {s: len({r.group for r in res.rows if r.split == s}) for s in splits}
         lines = [f"# Import of {self.source}", "",
-                 f"{len(res.imported)} images imported, {len(res.skipped)} skipped, {len(res.warnings)} warning(s).", ""]
+                 f"{len(res.imported)} images imported, {len(res.skipped)} skipped, {len(res.dropped)} shape(s) dropped, "
+                 f"{len(res.warnings)} warning(s).", ""]
         lines += self.notes + ([""] if self.notes else [])
         lines += ["## Splits", "", "| split | images | groups |", "|---|---|---|"]
         lines += [f"| {s} | {n_img[s]} | {n_grp[s]} |" for s in splits]
@@ -212,6 +221,10 @@ class DatasetBuilder:
             lines += ["", *self.sections]
         if res.warnings:
             lines += ["", "## Warnings", ""] + [f"- {w}" for w in res.warnings]
+        if res.dropped:
+            lines += ["", "## Dropped shapes", "", "Shapes that are in no mask (their pixels are background unless "
+                      "another shape covers them).", "", "| image | shape | why |", "|---|---|---|"]
+            lines += [f"| `{i}` | {s} | {why} |" for i, s, why in res.dropped]
         if res.skipped:
             lines += ["", "## Skipped", ""] + [f"- `{f}`: {why}" for f, why in res.skipped]
         (self.tmp / "import_report.md").write_text("\n".join(lines) + "\n")

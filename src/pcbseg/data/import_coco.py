@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, paint, taxonomy_for
+from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, box_polygon, paint, taxonomy_for
 from pcbseg.data.builder import DEFAULT_GROUP_PATTERN, DatasetBuilder, ImportResult
 from pcbseg.data.layout import image_size, read_image
 
@@ -29,11 +29,14 @@ SPLIT_FOLDERS = {"train": "train", "valid": "val", "val": "val", "validation": "
 
 
 def decode_segmentation(segm: list | dict, height: int, width: int) -> np.ndarray:
-    """A COCO ``segmentation`` (polygon list, RLE or uncompressed RLE) as an HxW 0/1 array."""
+    """A COCO ``segmentation`` (polygon list, RLE or uncompressed RLE) as an HxW 0/1 array.
+
+    Polygons with fewer than 3 points are left out (the caller names them); none left is an error.
+    """
     if isinstance(segm, list):
-        polys = [p for p in segm if len(p) >= 6]
+        polys = [p for p in segm if isinstance(p, list) and len(p) >= 6]
         if not polys:
-            raise ValueError("polygon with fewer than 3 points")
+            raise ValueError("no polygon with 3 or more points")
         rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
     elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
         rle = mask_utils.frPyObjects(segm, height, width)
@@ -74,26 +77,51 @@ def _load(path: Path) -> dict:
     return doc
 
 
+def _has_outline(a: dict) -> bool:
+    segm = a.get("segmentation")
+    return bool(segm) and (isinstance(segm, dict) or any(isinstance(p, list) and len(p) >= 6 for p in segm))
+
+
 def import_coco(sources: Sequence[Path], out: Path, classes: str | Sequence[str] | None = None,
                 mapping: Mapping[str, str] | None = None, unmapped: str = "error", images: Path | None = None,
                 panoptic_masks: Path | None = None, group_pattern: str | None = DEFAULT_GROUP_PATTERN,
                 valid_pct: float = 0.2, test_pct: float = 0.0, seed: int = 42, overwrite: bool = False,
-                group_duplicates: bool = False, check_pixels: bool = True) -> ImportResult:
-    """Build a dataset at ``out`` from one or more COCO JSON files."""
+                group_duplicates: bool = False, check_pixels: bool = True, strict: bool = False,
+                boxes_as_masks: bool = False) -> ImportResult:
+    """Build a dataset at ``out`` from one or more COCO JSON files.
+
+    Every annotation lands in its image's mask or is named in ``result.dropped`` (unknown category or
+    image, no usable outline, a box without ``boxes_as_masks``); a degenerate polygon drops that
+    polygon alone. An export of boxes only is refused unless ``boxes_as_masks`` paints the boxes.
+    """
     files = [_json_of(Path(s)) for s in sources]
     docs = {f: _load(f) for f in files}
+    for f, doc in docs.items():
+        anns = [a for a in doc["annotations"] if "segments_info" not in a]
+        if anns and not boxes_as_masks and not any(_has_outline(a) for a in anns):
+            boxed = sum(bool(a.get("bbox")) for a in anns)
+            raise ValueError(f"{f}: the export has boxes and no masks ({boxed} of {len(anns)} annotations are boxes, none "
+                             "has a polygon or RLE outline): export it as instance segmentation (Roboflow: 'COCO "
+                             "Segmentation'), or pass --boxes-as-masks to paint each box as a filled rectangle")
     cat_names = [c["name"] for d in docs.values() for c in sorted(d["categories"], key=lambda c: c["id"])]
     tax = taxonomy_for(classes, cat_names, name=out.name)
     mapper = ClassMapper(tax, mapping, unmapped)
     splits = {f: SPLIT_FOLDERS.get(f.parent.name.lower()) for f in files}
     keep_split = all(splits.values())
-    with DatasetBuilder(out, tax, source=", ".join(str(f) for f in files), overwrite=overwrite) as builder:
+    with DatasetBuilder(out, tax, source=", ".join(str(f) for f in files), overwrite=overwrite,
+                        strict=strict) as builder:
         builder.notes += [OVERLAP_RULE, "Split: " + ("kept from the export's folders." if keep_split else "drawn by group.")]
+        if boxes_as_masks:
+            builder.notes.append("Boxes without an outline are painted as filled rectangles (--boxes-as-masks).")
         for f, doc in docs.items():
             ids = mapper.check([c["name"] for c in doc["categories"]], str(f))
             class_of = {c["id"]: ids[c["name"]] for c in doc["categories"]}
+            image_ids = {img.get("id") for img in doc["images"]}
             anns: dict[int, list[dict]] = {}
             for a in doc["annotations"]:
+                if a.get("image_id") not in image_ids:
+                    builder.drop(f.name, f"annotation {a.get('id')}", f"image_id {a.get('image_id')} is not in 'images'")
+                    continue
                 anns.setdefault(a["image_id"], []).append(a)
             panoptic = any("segments_info" in a for a in doc["annotations"])
             for img in doc["images"]:
@@ -109,19 +137,49 @@ def import_coco(sources: Sequence[Path], out: Path, classes: str | Sequence[str]
                 if (img.get("height", h), img.get("width", w)) != (h, w):
                     builder.skip(path, f"{f.name} says {img.get('width')}x{img.get('height')}, the file is {w}x{h}")
                     continue
-                try:
-                    if panoptic:
+                if panoptic:
+                    try:
                         mask = _panoptic_mask(anns.get(img["id"], []), f, panoptic_masks, class_of, (h, w))
-                    else:
-                        shapes = [Shape(class_of[a["category_id"]], mask=decode_segmentation(a["segmentation"], h, w))
-                                  for a in anns.get(img["id"], []) if class_of.get(a["category_id"]) is not None]
-                        mask = paint(shapes, (h, w))
-                except (ValueError, KeyError, TypeError) as e:
-                    builder.skip(path, f"annotation in {f.name} cannot be decoded: {e}")
-                    continue
+                    except (ValueError, KeyError, TypeError) as e:
+                        builder.skip(path, f"panoptic annotation in {f.name} cannot be decoded: {e}")
+                        continue
+                else:
+                    shapes = [s for a in anns.get(img["id"], [])
+                              if (s := _shape(a, class_of, (h, w), boxes_as_masks, builder, path.name)) is not None]
+                    mask = paint(shapes, (h, w))
                 builder.add(path.stem, path, mask, split=splits[f] if keep_split else None)
         return builder.finish(valid_pct, test_pct, seed, group_pattern,
                               check_pixels=check_pixels, group_duplicates=group_duplicates)
+
+
+def _shape(a: dict, class_of: dict, size: tuple[int, int], boxes_as_masks: bool, builder: DatasetBuilder,
+           image: str) -> Shape | None:
+    """One annotation as a shape, or None after naming why it is dropped (skipped categories drop silently: asked for)."""
+    what = f"annotation {a.get('id')}"
+    if a.get("category_id") not in class_of:
+        builder.drop(image, what, f"category_id {a.get('category_id')} is not in the file's categories")
+        return None
+    cid = class_of[a["category_id"]]
+    if cid is None:  # --map NAME=skip or --unmapped skip
+        return None
+    segm = a.get("segmentation")
+    if isinstance(segm, list):
+        short = [i for i, p in enumerate(segm) if not (isinstance(p, list) and len(p) >= 6)]
+        for i in short if len(short) < len(segm) else []:
+            builder.drop(image, f"{what}, polygon {i}", "fewer than 3 points (the annotation's other polygons are kept)")
+    if _has_outline(a):
+        try:
+            return Shape(cid, mask=decode_segmentation(segm, *size))
+        except (ValueError, KeyError, TypeError) as e:
+            builder.drop(image, what, f"its segmentation cannot be decoded: {e}")
+            return None
+    box = a.get("bbox")
+    if box and len(box) == 4 and boxes_as_masks:
+        x, y, bw, bh = map(float, box)
+        return Shape(cid, polygon=box_polygon(x, y, x + bw, y + bh))
+    builder.drop(image, what, "a box without an outline (--boxes-as-masks paints boxes)" if box else
+                 "no outline: segmentation is empty or has no polygon of 3 points or more")
+    return None
 
 
 def _panoptic_mask(anns: list[dict], json_path: Path, folder: Path | None, class_of: dict, size: tuple[int, int]) -> np.ndarray:

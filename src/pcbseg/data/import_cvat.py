@@ -18,11 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, paint, taxonomy_for
+from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, box_polygon, paint, taxonomy_for
 from pcbseg.data.builder import DEFAULT_GROUP_PATTERN, DatasetBuilder, ImportResult
 from pcbseg.data.layout import image_size
-
-IGNORED_SHAPES = ("box", "polyline", "points", "ellipse", "cuboid", "skeleton")
 
 
 def cvat_mask_rle(rle: str, left: int, top: int, width: int, height: int, size: tuple[int, int]) -> np.ndarray:
@@ -49,8 +47,13 @@ def import_cvat(xml_path: Path, out: Path, images: Path | None = None, classes: 
                 mapping: Mapping[str, str] | None = None, unmapped: str = "error",
                 group_pattern: str | None = DEFAULT_GROUP_PATTERN, valid_pct: float = 0.2, test_pct: float = 0.0,
                 seed: int = 42, overwrite: bool = False,
-                group_duplicates: bool = False) -> ImportResult:
-    """Build a dataset at ``out`` from a CVAT for images 1.1 XML file."""
+                group_duplicates: bool = False, strict: bool = False, boxes_as_masks: bool = False) -> ImportResult:
+    """Build a dataset at ``out`` from a CVAT for images 1.1 XML file.
+
+    Polygons and masks outline pixels; a polygon of fewer than 3 points, a shape that cannot be
+    read, and boxes, polylines, points, ellipses... (which outline nothing) are dropped and named.
+    ``boxes_as_masks`` paints boxes as filled rectangles; an export of boxes only is refused without it.
+    """
     xml_path = Path(xml_path)
     try:
         root = ET.parse(xml_path).getroot()
@@ -62,9 +65,12 @@ def import_cvat(xml_path: Path, out: Path, images: Path | None = None, classes: 
     labels += [s.get("label", "") for img in root.iter("image") for s in img if s.get("label")]
     tax = taxonomy_for(classes, labels, name=out.name)
     class_of = ClassMapper(tax, mapping, unmapped).check(labels, str(xml_path))
-    ignored: Counter[str] = Counter()
+    tags = Counter(s.tag for img in root.iter("image") for s in img)
+    if tags["box"] and not boxes_as_masks and not (tags["polygon"] or tags["mask"]):
+        raise ValueError(f"{xml_path}: the export has boxes and no masks ({tags['box']} <box>, no <polygon> or <mask>): "
+                         "annotate or export polygons, or pass --boxes-as-masks to paint each box as a filled rectangle")
     folders = [images] if images else [xml_path.parent, xml_path.parent / "images"]
-    with DatasetBuilder(out, tax, source=str(xml_path), overwrite=overwrite) as builder:
+    with DatasetBuilder(out, tax, source=str(xml_path), overwrite=overwrite, strict=strict) as builder:
         builder.notes += [OVERLAP_RULE, "Split: drawn by group."]
         for img in root.iter("image"):
             name = img.get("name", "")
@@ -78,25 +84,32 @@ def import_cvat(xml_path: Path, out: Path, images: Path | None = None, classes: 
                 continue
             h, w = size
             shapes = []
-            try:
-                for s in img:
-                    cid = class_of.get(s.get("label", ""))
-                    if s.tag in IGNORED_SHAPES:
-                        ignored[s.tag] += 1
-                    elif cid is None:
-                        continue
-                    elif s.tag == "polygon":
-                        shapes.append(Shape(cid, polygon=_points(s.get("points", "")), z=int(s.get("z_order", 0))))
+            for k, s in enumerate(img):
+                if s.tag == "tag":
+                    continue
+                what = f"<{s.tag}> #{k} ({s.get('label', '')})"
+                cid = class_of.get(s.get("label", ""))
+                if cid is None and s.get("label", "") in class_of:
+                    continue  # a skipped category: asked for
+                try:
+                    z = int(s.get("z_order", 0))
+                    if s.tag == "polygon":
+                        pts = _points(s.get("points", ""))
+                        if len(pts) < 3:
+                            builder.drop(name, what, f"{len(pts)} point(s): a polygon needs 3 or more")
+                            continue
+                        shapes.append(Shape(cid, polygon=pts, z=z))
                     elif s.tag == "mask":
                         m = cvat_mask_rle(s.get("rle", ""), int(float(s.get("left", 0))), int(float(s.get("top", 0))),
                                           int(float(s.get("width", 0))), int(float(s.get("height", 0))), (h, w))
-                        shapes.append(Shape(cid, mask=m, z=int(s.get("z_order", 0))))
-                    elif s.tag != "tag":
-                        ignored[s.tag] += 1
-            except (ValueError, IndexError) as e:
-                builder.skip(path, f"a shape in {xml_path.name} cannot be read: {e}")
-                continue
+                        shapes.append(Shape(cid, mask=m, z=z))
+                    elif s.tag == "box" and boxes_as_masks:
+                        box = [float(s.get(key)) for key in ("xtl", "ytl", "xbr", "ybr")]
+                        shapes.append(Shape(cid, polygon=box_polygon(*box), z=z))
+                    else:
+                        builder.drop(name, what, "outlines no area: only polygons and masks (and boxes with "
+                                     "--boxes-as-masks) are painted")
+                except (ValueError, IndexError, TypeError) as e:
+                    builder.drop(name, what, f"cannot be read: {e}")
             builder.add(Path(name).stem, path, paint(shapes, (h, w)))
-        for tag, n in sorted(ignored.items()):
-            builder.warn(f"{n} <{tag}> shape(s) ignored: only polygons and masks outline pixels")
         return builder.finish(valid_pct, test_pct, seed, group_pattern, group_duplicates=group_duplicates)

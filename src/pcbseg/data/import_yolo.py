@@ -24,18 +24,24 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, paint, taxonomy_for
+from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, box_polygon, paint, taxonomy_for
 from pcbseg.data.builder import DEFAULT_GROUP_PATTERN, DatasetBuilder, ImportResult
 from pcbseg.data.import_coco import SPLIT_FOLDERS
 from pcbseg.data.layout import IMAGE_EXTENSIONS, image_size
 
 
-def read_label_line(line: str, width: int, height: int) -> tuple[int, np.ndarray | None]:
-    """``(class index, polygon in pixels)``; the polygon is None for a box line."""
+def read_label_line(line: str, width: int, height: int, boxes_as_masks: bool = False) -> tuple[int, np.ndarray | None]:
+    """``(class index, polygon in pixels)``; the polygon is None for a box line (unless ``boxes_as_masks``)."""
     parts = line.split()
-    cls, coords = int(float(parts[0])), np.array(parts[1:], dtype=float)
+    try:
+        cls, coords = int(float(parts[0])), np.array(parts[1:], dtype=float)
+    except ValueError:
+        raise ValueError("not numbers") from None
     if len(coords) == 4:
-        return cls, None
+        if not boxes_as_masks:
+            return cls, None
+        cx, cy, bw, bh = coords * [width, height, width, height]
+        return cls, box_polygon(cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)
     if len(coords) < 6 or len(coords) % 2:
         raise ValueError(f"{len(coords)} coordinates: need an even number, at least 6")
     if coords.min() < -0.01 or coords.max() > 1.01:
@@ -78,8 +84,14 @@ def import_yolo(root: Path, out: Path, classes: str | Sequence[str] | None = Non
                 mapping: Mapping[str, str] | None = None, unmapped: str = "error",
                 group_pattern: str | None = DEFAULT_GROUP_PATTERN, keep_split: bool = True, valid_pct: float = 0.2,
                 test_pct: float = 0.0, seed: int = 42, overwrite: bool = False,
-                group_duplicates: bool = False, check_pixels: bool = True) -> ImportResult:
-    """Build a dataset at ``out`` from the YOLO export at ``root`` (the folder with ``data.yaml``)."""
+                group_duplicates: bool = False, check_pixels: bool = True, strict: bool = False,
+                boxes_as_masks: bool = False) -> ImportResult:
+    """Build a dataset at ``out`` from the YOLO export at ``root`` (the folder with ``data.yaml``).
+
+    A label line that cannot be read, names no class of ``data.yaml`` or is a box (without
+    ``boxes_as_masks``) is dropped and named; the image's other lines are kept. An export of boxes
+    only is refused.
+    """
     root = Path(root)
     yaml_path = root / "data.yaml" if root.is_dir() else root
     root = yaml_path.parent
@@ -95,8 +107,8 @@ def import_yolo(root: Path, out: Path, classes: str | Sequence[str] | None = Non
         raise FileNotFoundError(f"{root}: no split folders (train/images, images/train, or the paths in data.yaml)")
     tax = taxonomy_for(classes, names, name=out.name)
     class_of = ClassMapper(tax, mapping, unmapped).check(names, str(yaml_path))
-    boxes = 0
-    with DatasetBuilder(out, tax, source=str(yaml_path), overwrite=overwrite) as builder:
+    boxes = outlines = 0
+    with DatasetBuilder(out, tax, source=str(yaml_path), overwrite=overwrite, strict=strict) as builder:
         builder.notes += [OVERLAP_RULE, "Split: " + ("kept from the export." if keep_split else "drawn by group."),
                           "Images without a label file count as all background."]
         for split, (images, labels) in folders.items():
@@ -107,27 +119,28 @@ def import_yolo(root: Path, out: Path, classes: str | Sequence[str] | None = Non
                     continue
                 h, w = size
                 label = labels / f"{path.stem}.txt"
-                shapes, bad = [], None
+                shapes = []
                 lines = label.read_text().splitlines() if label.is_file() else []
                 for n, line in enumerate(lines, start=1):
                     if not line.strip():
                         continue
                     try:
-                        cls, poly = read_label_line(line, w, h)
+                        cls, poly = read_label_line(line, w, h, boxes_as_masks)
                         if not 0 <= cls < len(names):
                             raise ValueError(f"class {cls} is not in data.yaml's {len(names)} names")
                     except ValueError as e:
-                        bad = f"line {n}: {e}"
-                        break
+                        builder.drop(label.name, f"line {n}", str(e))
+                        continue
                     if poly is None:
                         boxes += 1
+                        builder.drop(label.name, f"line {n}", "a box, not an outline (--boxes-as-masks paints boxes)")
                     elif class_of[names[cls]] is not None:
+                        outlines += 1
                         shapes.append(Shape(class_of[names[cls]], polygon=poly))
-                if bad:
-                    builder.skip(label, bad)
-                    continue
                 builder.add(path.stem, path, paint(shapes, (h, w)), split=split if keep_split else None, source_file=label)
-        if boxes:
-            builder.warn(f"{boxes} box annotation(s) ignored: boxes are not outlines (export as segmentation)")
+        if boxes and not outlines:
+            raise ValueError(f"{yaml_path}: the export has boxes and no masks ({boxes} box lines, no polygon): export "
+                             "it as YOLO segmentation ('YOLOv8 Segmentation' on Roboflow), or pass --boxes-as-masks to "
+                             "paint each box as a filled rectangle")
         return builder.finish(valid_pct, test_pct, seed, group_pattern,
                               check_pixels=check_pixels, group_duplicates=group_duplicates)
