@@ -145,3 +145,31 @@ def test_each_warning_is_printed_once(tmp_path: Path, capsys: pytest.CaptureFixt
     captured = capsys.readouterr()
     out = captured.out + captured.err
     assert out.count("<polyline> #1 (trace)") == 1
+
+
+def test_exif_rotated_photos_import_validate_and_train_in_one_orientation(tmp_path: Path):
+    from PIL import Image
+
+    from pcbseg.data.layout import read_image
+    from pcbseg.data.validate import validate_dataset
+
+    folder = tmp_path / "coco"
+    folder.mkdir()
+    stored = np.zeros((30, 40, 3), np.uint8)  # 40 wide as stored; EXIF says: turn 90° clockwise to view
+    stored[:, :10] = 255  # the left band on disk is the top band on screen
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for name in ("phone.jpg", "other.jpg"):
+        Image.fromarray(stored).save(folder / name, exif=exif.tobytes(), quality=95)
+    top_band = [[0, 0], [30, 0], [30, 10], [0, 10]]  # annotated as the photo is seen: 30 wide, 40 high
+    doc = {"images": [{"id": i, "file_name": n, "width": 30, "height": 40} for i, n in ((1, "phone.jpg"), (2, "other.jpg"))],
+           "annotations": [{"id": i, "image_id": i, "category_id": 1, "segmentation": [_flat(top_band)]} for i in (1, 2)],
+           "categories": [{"id": 1, "name": "pad"}]}
+    (folder / "a.json").write_text(json.dumps(doc))
+    out = tmp_path / "ds"
+    assert import_main(["coco", str(folder / "a.json"), "--out", str(out), "--classes", "background,pad",
+                        "--valid-pct", "0.5"]) == 0
+    assert validate_dataset(out) == []
+    image, mask = read_image(out / "images" / "phone.jpg"), read_mask(DatasetLayout(out).mask_path("phone"))
+    assert image.shape[:2] == mask.shape == (40, 30)
+    assert image[mask == 1].mean() > 200 and image[mask == 0].mean() < 60  # the labels sit on the bright band

@@ -90,3 +90,37 @@ def test_group_on_both_sides_of_the_holdout_is_reported(dataset: Path):
     text = text.replace("board_00000,train,board_00000", "board_00000,val,board_00000")
     (dataset / "splits.csv").write_text(text)
     assert any("board_00000" in m and "leaks" in m for m in _errors(dataset))
+
+
+def _warnings(root: Path) -> list[str]:
+    return [str(p) for p in validate_dataset(root) if p.level == "warning"]
+
+
+def test_masks_of_one_class_only_are_an_error(dataset: Path):
+    for m in (dataset / "masks").glob("*.png"):
+        cv2.imwrite(str(m), np.zeros(cv2.imread(str(m), cv2.IMREAD_UNCHANGED).shape, np.uint8))
+    (msg,) = _errors(dataset)
+    assert "every mask holds only class 'background'" in msg and "nothing to learn" in msg
+
+
+def test_a_class_with_no_pixel_and_a_class_only_in_val_are_flagged(dataset: Path):
+    from pcbseg.data.splits import read_splits
+
+    via = 2
+    train = {r.id for r in read_splits(dataset / "splits.csv") if r.split == "train"}
+    for m in (dataset / "masks").glob("*.png"):
+        mask = cv2.imread(str(m), cv2.IMREAD_UNCHANGED)
+        mask[mask == 6] = 0  # silkscreen gone everywhere
+        if m.stem in train:
+            mask[mask == via] = 0  # vias left in val only
+        cv2.imwrite(str(m), mask)
+    warnings = _warnings(dataset)
+    assert any("['silkscreen'] have no pixel in any mask" in w for w in warnings), warnings
+    assert any("['via'] have pixels only outside the train split" in w for w in warnings), warnings
+    assert not _errors(dataset)
+
+
+def test_an_empty_val_split_is_flagged(dataset: Path):
+    splits = dataset / "splits.csv"
+    splits.write_text(splits.read_text().replace(",val,", ",train,"))
+    assert any("the val split is empty" in w for w in _warnings(dataset))

@@ -24,10 +24,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from pcbseg.data.layout import DatasetLayout, read_image, write_image, write_mask
+from pcbseg.data.layout import DatasetLayout, image_size, read_image, write_image, write_mask
 from pcbseg.data.leakage import Fingerprint, check_dataset_leaks, duplicate_groups, leak_table
 from pcbseg.data.splits import SPLIT_NAMES, SplitRow, assign_splits, group_of, leaking_groups, write_splits
 from pcbseg.taxonomy import Taxonomy
@@ -106,11 +105,10 @@ class DatasetBuilder:
             self.skip(where, f"another image is already named {image_id!r}")
             return False
         if isinstance(image, Path):
-            arr = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
-            if arr is None:
+            size = image_size(image)  # as training will read it: EXIF rotation applied
+            if size is None:
                 self.skip(image, "cannot be read as an image")
                 return False
-            size = arr.shape[:2]
         else:
             size = image.shape[:2]
         if mask.shape != size:

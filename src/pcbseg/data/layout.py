@@ -71,8 +71,10 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:
-    """``(height, width)`` of an image file, or None when it cannot be read (importers skip it)."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    """``(height, width)`` of an image file as :func:`read_image` gives it (EXIF rotation applied), or None
+    when it cannot be read (importers skip it). Importing, validating, training and predicting all see
+    one orientation, so a phone photo's labels never end up turned."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return None if img is None else img.shape[:2]
 
 

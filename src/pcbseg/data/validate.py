@@ -40,7 +40,8 @@ class ImageInfo:
     width: int
 
 
-def _check_pair(image_id: str, image: Path, mask: Path, tax: Taxonomy | None) -> tuple[list[Problem], ImageInfo | None]:
+def _check_pair(image_id: str, image: Path, mask: Path, tax: Taxonomy | None,
+                counts: dict[str, np.ndarray] | None = None) -> tuple[list[Problem], ImageInfo | None]:
     problems: list[Problem] = []
     try:
         img = read_image(image)
@@ -53,6 +54,8 @@ def _check_pair(image_id: str, image: Path, mask: Path, tax: Taxonomy | None) ->
         m = read_mask(mask)
     except DatasetError as e:
         return [Problem(e.path, e.reason)], info
+    if counts is not None:
+        counts[image_id] = np.bincount(m.ravel(), minlength=256)
     if m.shape != img.shape[:2]:
         problems.append(Problem(
             mask, f"mask is {m.shape[1]}x{m.shape[0]} but its image {image.name} is {img.shape[1]}x{img.shape[0]} (WxH)"))
@@ -84,10 +87,14 @@ def validate_dataset(root: str | Path, workers: int = 4) -> list[Problem]:
     if not images and not dupes:
         problems.append(Problem(layout.images, "empty dataset: no image files"))
 
+    counts: dict[str, np.ndarray] = {}
     with ThreadPoolExecutor(workers) as pool:  # cv2 decodes outside the GIL
-        results = list(pool.map(lambda kv: _check_pair(kv[0], kv[1], layout.mask_path(kv[0]), tax), images.items()))
+        results = list(pool.map(lambda kv: _check_pair(kv[0], kv[1], layout.mask_path(kv[0]), tax, counts),
+                                images.items()))
     for found, _ in results:
         problems += found
+    if tax is not None and counts:
+        problems += _class_problems(layout, tax, counts)
     if layout.masks.is_dir():
         for p in sorted(layout.masks.glob("*.png")):
             if p.stem not in images:
@@ -102,6 +109,21 @@ def validate_dataset(root: str | Path, workers: int = 4) -> list[Problem]:
             missing = [r.id for r in rows if r.id not in images]
             if missing:
                 problems.append(Problem(layout.splits, f"names {len(missing)} id(s) with no image: {missing[:5]}"))
+            sizes = {s: sum(r.split == s and r.id in images for r in rows) for s in SPLIT_NAMES}
+            for split in ("train", "val"):
+                if not sizes[split]:
+                    # a warning: a part meant for pcbseg-import merge may hold one split only; training refuses it
+                    problems.append(Problem(layout.splits, f"the {split} split is empty: "
+                                            + ("nothing to train on" if split == "train" else
+                                               "nothing would judge the model (remake the split with a valid share > 0)"),
+                                            level="warning"))
+            if tax is not None and sizes["train"]:
+                train = sum((counts[r.id] for r in rows if r.split == "train" and r.id in counts), np.zeros(256, np.int64))
+                total = sum(counts.values(), np.zeros(256, np.int64))
+                unseen = [n for i, n in enumerate(tax.names) if train[i] == 0 and total[i] > 0]
+                if unseen:
+                    problems.append(Problem(layout.splits, f"class(es) {unseen} have pixels only outside the train "
+                                            "split: the model never sees them", level="warning"))
             for group, splits in sorted(leaking_groups(rows).items())[:10]:
                 problems.append(Problem(layout.splits, f"group {group!r} is in splits {sorted(splits)}: the holdout leaks"))
             listed = {r.id for r in rows}
@@ -110,6 +132,21 @@ def validate_dataset(root: str | Path, workers: int = 4) -> list[Problem]:
                 problems.append(Problem(layout.splits, f"{len(unlisted)} image(s) not listed yet (e.g. {unlisted[0]!r}); "
                                         "they will be appended to train", level="warning"))
     return problems
+
+
+def _class_problems(layout: DatasetLayout, tax: Taxonomy, counts: dict[str, np.ndarray]) -> list[Problem]:
+    """Classes with no pixel at all (a warning), and masks that hold one class only (an error: nothing to learn)."""
+    total = sum(counts.values(), np.zeros(256, np.int64))[: tax.num_classes]
+    present = [tax.names[i] for i in np.flatnonzero(total)]
+    if len(present) <= 1:
+        what = f"only class {present[0]!r}" if present else "no labelled pixel (all ignore)"
+        return [Problem(layout.masks, f"every mask holds {what}: nothing to learn (a detection-only export imported "
+                        "without boxes? masks inverted or thresholded wrongly?)")]
+    empty = [n for n, c in zip(tax.names, total, strict=True) if c == 0]
+    if empty:
+        return [Problem(layout.classes, f"class(es) {empty} have no pixel in any mask; they can never be learnt "
+                        "(drop them from classes.yaml, or check the import's class map)", level="warning")]
+    return []
 
 
 def image_infos(root: str | Path) -> dict[str, ImageInfo]:
