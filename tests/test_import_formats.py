@@ -120,6 +120,8 @@ def write_coco(folder: Path, items: list[tuple[str, np.ndarray, np.ndarray]], rl
     ("IMG_0042_jpg.rf.3f2a9c0d1e", "IMG_0042"),
     ("IMG_0042_rot90_jpg.rf.aa11bb22", "IMG_0042"),
     ("pcb_12_aug3", "pcb_12"),
+    ("IMG_0042_jpg.rf.3f2a9c0d1e_rot90", "IMG_0042"),  # augmented after the export: suffix after the hash
+    ("IMG_0042_JPG.rf.3F2A9C_flip_bright", "IMG_0042"),
     ("brightness_test", "brightness_test"),  # a name that merely starts like a suffix is left alone
 ])
 def test_default_group_pattern_strips_augmentation_suffixes(name: str, group: str):

@@ -173,3 +173,54 @@ def test_exif_rotated_photos_import_validate_and_train_in_one_orientation(tmp_pa
     image, mask = read_image(out / "images" / "phone.jpg"), read_mask(DatasetLayout(out).mask_path("phone"))
     assert image.shape[:2] == mask.shape == (40, 30)
     assert image[mask == 1].mean() > 200 and image[mask == 0].mean() < 60  # the labels sit on the bright band
+
+
+def _coco_file(path: Path, names: list[str]) -> Path:
+    _images(path.parent, names)
+    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1, "segmentation": [_flat(POLYGONS["pad"])]}
+            for i in range(len(names))]
+    doc = {"images": [{"id": i + 1, "file_name": n, "width": W, "height": H} for i, n in enumerate(names)],
+           "annotations": anns, "categories": [{"id": 1, "name": "pad"}]}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_coco_split_by_file_is_kept_or_redrawn_on_request(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from pcbseg.data.splits import read_splits
+
+    folder = tmp_path / "export"
+    train = _coco_file(folder / "train.json", ["t0.png", "t1.png", "t2.png"])
+    val = _coco_file(folder / "instances_val2017.json", ["v0.png"])
+    assert import_main(["coco", str(train), str(val), "--out", str(tmp_path / "kept"), "--classes", "background,pad"]) == 0
+    assert {r.id: r.split for r in read_splits(tmp_path / "kept" / "splits.csv")} == {
+        "t0": "train", "t1": "train", "t2": "train", "v0": "val"}
+    assert import_main(["coco", str(train), str(val), "--out", str(tmp_path / "redrawn"), "--classes", "background,pad",
+                        "--redraw-split", "--valid-pct", "0.75", "--seed", "1"]) == 0
+    assert {r.split for r in read_splits(tmp_path / "redrawn" / "splits.csv") if r.id.startswith("t")} != {"train"}
+    plain = _coco_file(tmp_path / "plain" / "annotations.json", ["p0.png", "p1.png"])
+    assert _run("coco", plain, tmp_path / "nosplit", "--keep-split") == 1
+    assert "--keep-split" in capsys.readouterr().err
+
+
+def test_same_file_names_from_two_exports_stay_apart(tmp_path: Path):
+    from pcbseg.data.splits import read_splits
+
+    a = _coco_file(tmp_path / "lab_a" / "annotations.json", ["10.png", "11.png"])
+    b = _coco_file(tmp_path / "lab_b" / "annotations.json", ["10.png", "12.png"])
+    assert import_main(["coco", str(a), str(b), "--out", str(tmp_path / "ds"), "--classes", "background,pad"]) == 0
+    rows = {r.id: r.group for r in read_splits(tmp_path / "ds" / "splits.csv")}
+    assert rows["lab_a__10"] == "lab_a/10" and rows["lab_b__10"] == "lab_b/10" and len(rows) == 4
+
+
+def test_cvat_project_subsets_are_kept(tmp_path: Path):
+    from pcbseg.data.splits import read_splits
+
+    folder = tmp_path / "cvat"
+    _images(folder / "images", ["p0.png", "p1.png"])
+    pad = '<polygon label="pad" z_order="0" points="4,4;20,4;20,18;4,18"/>'
+    xml = ('<?xml version="1.0"?><annotations><version>1.1</version>'
+           f'<image id="0" name="p0.png" width="{W}" height="{H}" subset="Train">{pad}</image>'
+           f'<image id="1" name="p1.png" width="{W}" height="{H}" subset="Validation">{pad}</image></annotations>')
+    (folder / "annotations.xml").write_text(xml)
+    assert _run("cvat", folder / "annotations.xml", tmp_path / "ds") == 0
+    assert {r.id: r.split for r in read_splits(tmp_path / "ds" / "splits.csv")} == {"p0": "train", "p1": "val"}

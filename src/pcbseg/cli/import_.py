@@ -130,6 +130,11 @@ def _shapes(p: argparse.ArgumentParser) -> None:
                    help="fail (and write nothing) if any shape would be dropped; by default each is named and counted")
     p.add_argument("--boxes-as-masks", action="store_true",
                    help="paint boxes that have no outline as filled rectangles (a detection export as coarse masks)")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--keep-split", dest="keep_split", action="store_const", const=True, default=None,
+                       help="keep the export's own split (an error if it has none); the default when it has one")
+    split.add_argument("--redraw-split", dest="keep_split", action="store_const", const=False,
+                       help="ignore the export's split and draw one by group")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -159,7 +164,6 @@ def parser() -> argparse.ArgumentParser:
 
     y = sub.add_parser("yolo", help="YOLO segmentation export (data.yaml + images + labels/*.txt)")
     y.add_argument("root", type=Path, help="the export's folder (with data.yaml)")
-    y.add_argument("--redraw-split", action="store_true", help="ignore the export's split and draw one by group")
     y.add_argument("--no-pixel-check", action="store_true", help="skip the near-duplicate check of the kept split")
     _common(y)
     _shapes(y)
@@ -291,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                                   colour_map=_colour_map(args.colour_map), **common)
         elif args.format in ("coco", "yolo", "cvat"):
             shapes = dict(classes=args.classes, mapping=_mapping(args.map, args.map_file), unmapped=args.unmapped,
-                          strict=args.strict, boxes_as_masks=args.boxes_as_masks)
+                          strict=args.strict, boxes_as_masks=args.boxes_as_masks, keep_split=args.keep_split)
             if args.format == "coco":
                 from pcbseg.data.import_coco import import_coco
 
@@ -300,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.format == "yolo":
                 from pcbseg.data.import_yolo import import_yolo
 
-                result = import_yolo(args.root, args.out, keep_split=not args.redraw_split,
+                result = import_yolo(args.root, args.out,
                                      check_pixels=not args.no_pixel_check, **shapes, **common)
             else:
                 from pcbseg.data.import_cvat import import_cvat

@@ -38,8 +38,10 @@ _AUGMENT_WORDS = (
     r"rot\d*|rotated\d*|flip[hv]?|[hv]flip|mirror\w*|bright\w*|dark\w*|contrast\w*|blur\w*|noise\w*|"
     r"crop\w*|zoom\w*|scale\w*|shear\w*|gamma\w*|hue\w*|sat\w*|jitter\w*|aug\w*|copy\d*|dup\d*"
 )
+# Suffixes may follow the hash too (``<name>_jpg.rf.<hash>_rot90``, a copy augmented after export).
 DEFAULT_GROUP_PATTERN = (
-    rf"^(.+?)(?:[_-](?:{_AUGMENT_WORDS}))*(?:_(?:jpe?g|png|bmp|tiff?|webp))?(?:\.rf\.[0-9a-fA-F]+)?$"
+    rf"(?i)^(.+?)(?:[_-](?:{_AUGMENT_WORDS}))*(?:_(?:jpe?g|png|bmp|tiff?|webp))?(?:\.rf\.[0-9a-f]+)?"
+    rf"(?:[_-](?:{_AUGMENT_WORDS}))*$"
 )
 
 

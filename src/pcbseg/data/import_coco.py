@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from pycocotools import mask as mask_utils
 from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, box_polygon, paint, taxonomy_for
 from pcbseg.data.builder import DEFAULT_GROUP_PATTERN, DatasetBuilder, ImportResult
 from pcbseg.data.layout import image_size, read_image
+from pcbseg.data.splits import group_of
 
 SPLIT_FOLDERS = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
 
@@ -77,6 +79,22 @@ def _load(path: Path) -> dict:
     return doc
 
 
+def split_of(json_path: Path) -> str | None:
+    """The split a COCO file holds: from its folder (Roboflow's ``train/``, ``valid/``) or its name
+    (``train.json``, ``instances_val2017.json``), else None."""
+    by_folder = SPLIT_FOLDERS.get(json_path.parent.name.lower())
+    if by_folder:
+        return by_folder
+    for word, split in SPLIT_FOLDERS.items():
+        if re.search(rf"(?:^|[_.\-]){word}\d*(?:$|[_.\-])", json_path.stem.lower()):
+            return split
+    return None
+
+
+def _export_root(json_path: Path) -> Path:
+    return json_path.parent.parent if SPLIT_FOLDERS.get(json_path.parent.name.lower()) else json_path.parent
+
+
 def _has_outline(a: dict) -> bool:
     segm = a.get("segmentation")
     return bool(segm) and (isinstance(segm, dict) or any(isinstance(p, list) and len(p) >= 6 for p in segm))
@@ -87,12 +105,16 @@ def import_coco(sources: Sequence[Path], out: Path, classes: str | Sequence[str]
                 panoptic_masks: Path | None = None, group_pattern: str | None = DEFAULT_GROUP_PATTERN,
                 valid_pct: float = 0.2, test_pct: float = 0.0, seed: int = 42, overwrite: bool = False,
                 group_duplicates: bool = False, check_pixels: bool = True, strict: bool = False,
-                boxes_as_masks: bool = False) -> ImportResult:
+                boxes_as_masks: bool = False, keep_split: bool | None = None) -> ImportResult:
     """Build a dataset at ``out`` from one or more COCO JSON files.
 
     Every annotation lands in its image's mask or is named in ``result.dropped`` (unknown category or
     image, no usable outline, a box without ``boxes_as_masks``); a degenerate polygon drops that
     polygon alone. An export of boxes only is refused unless ``boxes_as_masks`` paints the boxes.
+
+    ``keep_split``: None keeps the export's split when every file has one (by folder or file name),
+    True insists on it, False draws a new one by group. Groups never join images of different
+    exports (or of different sub-folders of ``file_name``), whatever their names.
     """
     files = [_json_of(Path(s)) for s in sources]
     docs = {f: _load(f) for f in files}
@@ -106,8 +128,15 @@ def import_coco(sources: Sequence[Path], out: Path, classes: str | Sequence[str]
     cat_names = [c["name"] for d in docs.values() for c in sorted(d["categories"], key=lambda c: c["id"])]
     tax = taxonomy_for(classes, cat_names, name=out.name)
     mapper = ClassMapper(tax, mapping, unmapped)
-    splits = {f: SPLIT_FOLDERS.get(f.parent.name.lower()) for f in files}
-    keep_split = all(splits.values())
+    splits = {f: split_of(f) for f in files}
+    if keep_split and not all(splits.values()):
+        unsplit = [str(f) for f, sp in splits.items() if not sp]
+        raise ValueError(f"--keep-split: {unsplit} hold no split (neither a train/valid/test folder nor such a file "
+                         "name); drop --keep-split to draw one by group")
+    keep_split = all(splits.values()) if keep_split is None else keep_split
+    roots = sorted({_export_root(f) for f in files})
+    tags = {r: (r.name or "export") + (f"-{i}" if [q.name for q in roots].count(r.name) > 1 else "")
+            for i, r in enumerate(roots)} if len(roots) > 1 else {}
     with DatasetBuilder(out, tax, source=", ".join(str(f) for f in files), overwrite=overwrite,
                         strict=strict) as builder:
         builder.notes += [OVERLAP_RULE, "Split: " + ("kept from the export's folders." if keep_split else "drawn by group.")]
@@ -147,9 +176,19 @@ def import_coco(sources: Sequence[Path], out: Path, classes: str | Sequence[str]
                     shapes = [s for a in anns.get(img["id"], [])
                               if (s := _shape(a, class_of, (h, w), boxes_as_masks, builder, path.name)) is not None]
                     mask = paint(shapes, (h, w))
-                builder.add(path.stem, path, mask, split=splits[f] if keep_split else None)
+                image_id, group = _naming(img["file_name"], tags.get(_export_root(f)), group_pattern)
+                builder.add(image_id, path, mask, split=splits[f] if keep_split else None, group=group)
         return builder.finish(valid_pct, test_pct, seed, group_pattern,
                               check_pixels=check_pixels, group_duplicates=group_duplicates)
+
+
+def _naming(file_name: str, tag: str | None, group_pattern: str | None) -> tuple[str, str]:
+    """(image id, group) of an image: sub-folders of ``file_name`` and the export's tag (when several
+    exports are imported together) are part of both, so same-named photos of different sources stay apart."""
+    parts = [*Path(file_name).parent.parts, Path(file_name).stem]
+    parts = [q for q in parts if q not in ("", ".", "..", "/")]
+    prefix = [tag] if tag else []
+    return "__".join([*prefix, *parts]), "/".join([*prefix, *parts[:-1], group_of(parts[-1], group_pattern)])
 
 
 def _shape(a: dict, class_of: dict, size: tuple[int, int], boxes_as_masks: bool, builder: DatasetBuilder,

@@ -20,6 +20,7 @@ import numpy as np
 
 from pcbseg.data.annotations import OVERLAP_RULE, ClassMapper, Shape, box_polygon, paint, taxonomy_for
 from pcbseg.data.builder import DEFAULT_GROUP_PATTERN, DatasetBuilder, ImportResult
+from pcbseg.data.import_coco import SPLIT_FOLDERS
 from pcbseg.data.layout import image_size
 
 
@@ -47,12 +48,15 @@ def import_cvat(xml_path: Path, out: Path, images: Path | None = None, classes: 
                 mapping: Mapping[str, str] | None = None, unmapped: str = "error",
                 group_pattern: str | None = DEFAULT_GROUP_PATTERN, valid_pct: float = 0.2, test_pct: float = 0.0,
                 seed: int = 42, overwrite: bool = False,
-                group_duplicates: bool = False, strict: bool = False, boxes_as_masks: bool = False) -> ImportResult:
+                group_duplicates: bool = False, strict: bool = False, boxes_as_masks: bool = False,
+                keep_split: bool | None = None) -> ImportResult:
     """Build a dataset at ``out`` from a CVAT for images 1.1 XML file.
 
     Polygons and masks outline pixels; a polygon of fewer than 3 points, a shape that cannot be
     read, and boxes, polylines, points, ellipses... (which outline nothing) are dropped and named.
     ``boxes_as_masks`` paints boxes as filled rectangles; an export of boxes only is refused without it.
+    A project export's ``subset`` of each image (Train, Validation, Test) is kept as the split when
+    every image has one (``keep_split`` None), insisted on (True) or redrawn by group (False).
     """
     xml_path = Path(xml_path)
     try:
@@ -69,9 +73,13 @@ def import_cvat(xml_path: Path, out: Path, images: Path | None = None, classes: 
     if tags["box"] and not boxes_as_masks and not (tags["polygon"] or tags["mask"]):
         raise ValueError(f"{xml_path}: the export has boxes and no masks ({tags['box']} <box>, no <polygon> or <mask>): "
                          "annotate or export polygons, or pass --boxes-as-masks to paint each box as a filled rectangle")
+    subsets = {img.get("name", ""): SPLIT_FOLDERS.get((img.get("subset") or "").lower()) for img in root.iter("image")}
+    if keep_split and not all(subsets.values()):
+        raise ValueError(f"{xml_path}: --keep-split: not every <image> has a subset of train, validation or test")
+    keep_split = bool(subsets) and all(subsets.values()) if keep_split is None else keep_split
     folders = [images] if images else [xml_path.parent, xml_path.parent / "images"]
     with DatasetBuilder(out, tax, source=str(xml_path), overwrite=overwrite, strict=strict) as builder:
-        builder.notes += [OVERLAP_RULE, "Split: drawn by group."]
+        builder.notes += [OVERLAP_RULE, "Split: " + ("kept from the export's subsets." if keep_split else "drawn by group.")]
         for img in root.iter("image"):
             name = img.get("name", "")
             path = next((f / name for f in folders if (f / name).is_file()), None)
@@ -111,5 +119,5 @@ def import_cvat(xml_path: Path, out: Path, images: Path | None = None, classes: 
                                      "--boxes-as-masks) are painted")
                 except (ValueError, IndexError, TypeError) as e:
                     builder.drop(name, what, f"cannot be read: {e}")
-            builder.add(Path(name).stem, path, paint(shapes, (h, w)))
+            builder.add(Path(name).stem, path, paint(shapes, (h, w)), split=subsets[name] if keep_split else None)
         return builder.finish(valid_pct, test_pct, seed, group_pattern, group_duplicates=group_duplicates)

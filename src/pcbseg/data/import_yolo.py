@@ -82,7 +82,7 @@ def split_folders(root: Path, doc: dict) -> dict[str, tuple[Path, Path]]:
 
 def import_yolo(root: Path, out: Path, classes: str | Sequence[str] | None = None,
                 mapping: Mapping[str, str] | None = None, unmapped: str = "error",
-                group_pattern: str | None = DEFAULT_GROUP_PATTERN, keep_split: bool = True, valid_pct: float = 0.2,
+                group_pattern: str | None = DEFAULT_GROUP_PATTERN, keep_split: bool | None = None, valid_pct: float = 0.2,
                 test_pct: float = 0.0, seed: int = 42, overwrite: bool = False,
                 group_duplicates: bool = False, check_pixels: bool = True, strict: bool = False,
                 boxes_as_masks: bool = False) -> ImportResult:
@@ -105,6 +105,7 @@ def import_yolo(root: Path, out: Path, classes: str | Sequence[str] | None = Non
     folders = split_folders(root, doc)
     if not folders:
         raise FileNotFoundError(f"{root}: no split folders (train/images, images/train, or the paths in data.yaml)")
+    keep_split = keep_split is not False  # a YOLO export always comes in split folders
     tax = taxonomy_for(classes, names, name=out.name)
     class_of = ClassMapper(tax, mapping, unmapped).check(names, str(yaml_path))
     boxes = outlines = 0
