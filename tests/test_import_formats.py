@@ -324,6 +324,34 @@ def test_a_planted_copy_is_found(kind: str):
         compare(Fingerprint.of(copy), Fingerprint.of(image)).duplicate
 
 
+def _reshoot(image: np.ndarray, seed: int) -> np.ndarray:
+    """The board photographed again: perspective (corners moved up to 8%), a turn, gamma, white balance, focus."""
+    rng = np.random.default_rng(seed)
+    h, w = image.shape[:2]
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = (src + rng.uniform(-0.08, 0.08, (4, 2)) * [w, h]).astype(np.float32)
+    out = cv2.warpPerspective(image, cv2.getPerspectiveTransform(src, dst), (w, h), borderMode=cv2.BORDER_REFLECT)
+    out = (255 * (out / 255.0) ** rng.uniform(0.6, 1.6) * rng.uniform(0.8, 1.2, 3)).clip(0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.rot90(cv2.GaussianBlur(out, (0, 0), 1.2), 1 + seed % 3))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_board_photographed_again_from_another_angle_is_found(seed: int):
+    image = board(50 + seed, 192)[0]
+    a, b = Fingerprint.of(image), Fingerprint.of(_reshoot(image, seed))
+    m = max(compare(a, b), compare(b, a), key=lambda m: (m.duplicate, m.correlation))
+    assert m.duplicate, m
+
+
+def test_different_boards_sharing_one_identical_part_are_not_flagged():
+    a, b = board(60, 192)[0].copy(), board(61, 192)[0].copy()
+    part = board(62, 192)[0][40:80, 40:80]  # the same 40 x 40 px connector on both (4% of each picture)
+    a[10:50, 10:50] = part
+    b[130:170, 120:160] = part
+    fa, fb = Fingerprint.of(a), Fingerprint.of(b)
+    assert not compare(fa, fb).duplicate and not compare(fb, fa).duplicate
+
+
 def test_check_finds_planted_duplicates_and_no_distinct_boards(dataset: Path, capsys):
     """The session dataset's 12 distinct boards plus three copies planted across splits."""
     layout = DatasetLayout(dataset)

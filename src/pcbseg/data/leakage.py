@@ -5,12 +5,14 @@ and zoomed) under new names. If one copy lands in train and another in val, the 
 longer honest. Group names catch most of this; this check looks at the pixels.
 
 How two images are compared: SIFT keypoints (OpenCV; invariant to rotation, scale and brightness)
-of one are matched against those of the other and of its mirror image; RANSAC fits a similarity
-transform (rotation + scale + shift); the first image is warped onto the second, and the pixels
-where they overlap must correlate by rank (Spearman, so brightness, contrast and clipped highlights
-do not matter). A pair is a near-duplicate when at least ``min_inliers`` keypoints agree on the transform *and* the overlap
-correlates at ``min_correlation`` or more. The second test is what keeps distinct boards that share
-identical parts (the same resistor footprint on two boards) from being flagged.
+of one are matched against those of the other and of its mirror image; RANSAC fits a homography
+(a similarity transform when there are fewer than 8 matches), so a board photographed again from
+another angle still lines up; the first image is warped onto the second, both are blurred a little
+(focus and JPEG differ between shots), and the pixels where they overlap must correlate by rank
+(Spearman, so brightness, gamma, contrast and clipped highlights do not matter). A pair is a
+near-duplicate when at least ``min_inliers`` keypoints agree on the transform, spread over at least
+``MIN_SPREAD`` of the image, *and* the overlap correlates at ``min_correlation`` or more. The last
+two tests keep distinct boards that share identical parts (one connector or logo) from being flagged.
 
 Up to ``EXHAUSTIVE_PAIRS`` pairs are all compared; above that, each image is compared only with
 the ``SHORTLIST`` images that share the most similar keypoints with it (one FLANN index over all
@@ -39,12 +41,14 @@ import numpy as np
 from pcbseg.data.layout import DatasetLayout, read_image
 from pcbseg.data.splits import SplitRow, read_splits
 
-MIN_INLIERS = 4
+MIN_INLIERS = 8
 SHORTLIST = 8  # candidates per image when the pairs are too many to compare them all
 EXHAUSTIVE_PAIRS = 20_000
 MIN_CORRELATION = 0.9
 _WORK_SIZE = 256  # long side: comparing costs the same for a phone photo and a small crop
 _MIN_OVERLAP = 0.3  # of the smaller image: below this the correlation says little
+MIN_SPREAD = 0.05  # convex hull of the agreeing keypoints, as a share of the image: one shared part is not a picture
+_BLUR = 1.5  # px at the working size, before correlating
 
 
 @dataclass(frozen=True)
@@ -75,10 +79,11 @@ class Match:
     mirrored: bool
     min_inliers: int = MIN_INLIERS
     min_correlation: float = MIN_CORRELATION
+    spread: float = 1.0
 
     @property
     def duplicate(self) -> bool:
-        return self.inliers >= self.min_inliers and self.correlation >= self.min_correlation
+        return self.inliers >= self.min_inliers and self.spread >= MIN_SPREAD and self.correlation >= self.min_correlation
 
 
 _matcher = cv2.BFMatcher(cv2.NORM_L2)
@@ -107,25 +112,40 @@ def compare(a: Fingerprint, b: Fingerprint, min_inliers: int = MIN_INLIERS,
             continue
         src = a.points[0][[m.queryIdx for m in good]]
         dst = pb[[m.trainIdx for m in good]]
-        transform, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0)
+        transform, inl = _fit(src, dst)
         if transform is None:
             continue
         target = b.grey[:, ::-1] if mirrored else b.grey
         h, w = target.shape
-        warped = cv2.warpAffine(a.grey.astype(np.float32), transform, (w, h), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+        warp = cv2.warpPerspective if transform.shape == (3, 3) else cv2.warpAffine
+        warped = warp(cv2.GaussianBlur(a.grey.astype(np.float32), (0, 0), _BLUR), transform, (w, h),
+                      flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
         valid = ~np.isnan(warped)
         if valid.sum() < _MIN_OVERLAP * min(a.grey.size, target.size):
             continue
-        x, y = warped[valid], target[valid].astype(np.float32)
+        x, y = warped[valid], cv2.GaussianBlur(target.astype(np.float32), (0, 0), _BLUR)[valid]
         if x.std() < 1 or y.std() < 1:  # flat overlaps correlate by chance
             continue
         # rank correlation: a brightness change that clips highlights is still a monotonic one
         corr = float(np.corrcoef(_ranks(x), _ranks(y))[0, 1])
-        cand = Match(int(inl.sum()), corr, mirrored, min_inliers, min_correlation)
+        kept = src[inl.ravel().astype(bool)].astype(np.float32)
+        spread = cv2.contourArea(cv2.convexHull(kept)) / a.grey.size if len(kept) >= 3 else 0.0
+        cand = Match(int(inl.sum()), corr, mirrored, min_inliers, min_correlation, spread)
         if (cand.duplicate, cand.correlation) > (best.duplicate, best.correlation):
             best = cand
     return best
+
+
+def _fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A homography from 8 matches up (a re-shot from another angle), else a similarity; RANSAC either way.
+
+    A homography that folds, squashes by more than 10x or tilts like no camera would is not trusted.
+    """
+    if len(src) >= 8:
+        h, inl = cv2.findHomography(src, dst, cv2.RANSAC, 4.0)
+        if h is not None and 0.1 < abs(np.linalg.det(h[:2, :2])) < 10 and np.abs(h[2, :2]).max() < 0.005:
+            return h, inl
+    return cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0)
 
 
 @dataclass(frozen=True)
