@@ -5,9 +5,9 @@ and zoomed) under new names. If one copy lands in train and another in val, the 
 longer honest. Group names catch most of this; this check looks at the pixels.
 
 How two images are compared: SIFT keypoints (OpenCV; invariant to rotation, scale and brightness)
-of one are matched against those of the other and of its mirror image; RANSAC fits a homography
-(a similarity transform when there are fewer than 8 matches), so a board photographed again from
-another angle still lines up; the first image is warped onto the second, both are blurred a little
+of one are matched against those of the other and of its mirror image; RANSAC fits a similarity
+transform and, from 8 matches up, a homography, so a board photographed again from another angle
+still lines up (the better-fitting of the two counts); the first image is warped onto the second, both are blurred a little
 (focus and JPEG differ between shots), and the pixels where they overlap must correlate by rank
 (Spearman, so brightness, gamma, contrast and clipped highlights do not matter). A pair is a
 near-duplicate when at least ``min_inliers`` keypoints agree on the transform, spread over at least
@@ -112,40 +112,50 @@ def compare(a: Fingerprint, b: Fingerprint, min_inliers: int = MIN_INLIERS,
             continue
         src = a.points[0][[m.queryIdx for m in good]]
         dst = pb[[m.trainIdx for m in good]]
-        transform, inl = _fit(src, dst)
-        if transform is None:
-            continue
         target = b.grey[:, ::-1] if mirrored else b.grey
-        h, w = target.shape
-        warp = cv2.warpPerspective if transform.shape == (3, 3) else cv2.warpAffine
-        warped = warp(cv2.GaussianBlur(a.grey.astype(np.float32), (0, 0), _BLUR), transform, (w, h),
-                      flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
-        valid = ~np.isnan(warped)
-        if valid.sum() < _MIN_OVERLAP * min(a.grey.size, target.size):
-            continue
-        x, y = warped[valid], cv2.GaussianBlur(target.astype(np.float32), (0, 0), _BLUR)[valid]
-        if x.std() < 1 or y.std() < 1:  # flat overlaps correlate by chance
-            continue
-        # rank correlation: a brightness change that clips highlights is still a monotonic one
-        corr = float(np.corrcoef(_ranks(x), _ranks(y))[0, 1])
-        kept = src[inl.ravel().astype(bool)].astype(np.float32)
-        spread = cv2.contourArea(cv2.convexHull(kept)) / a.grey.size if len(kept) >= 3 else 0.0
-        cand = Match(int(inl.sum()), corr, mirrored, min_inliers, min_correlation, spread)
-        if (cand.duplicate, cand.correlation) > (best.duplicate, best.correlation):
-            best = cand
+        blurred = cv2.GaussianBlur(target.astype(np.float32), (0, 0), _BLUR)
+        for transform, inl in _fits(src, dst):
+            cand = _judge(a, target, blurred, transform, inl, src, mirrored, min_inliers, min_correlation)
+            if cand is not None and (cand.duplicate, cand.correlation) > (best.duplicate, best.correlation):
+                best = cand
     return best
 
 
-def _fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """A homography from 8 matches up (a re-shot from another angle), else a similarity; RANSAC either way.
+def _fits(src: np.ndarray, dst: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A similarity and, from 8 matches up, a homography (a re-shot from another angle), RANSAC both.
 
-    A homography that folds, squashes by more than 10x or tilts like no camera would is not trusted.
+    Both are tried: with few matches a homography fits noise where the similarity is right. A
+    homography that folds, squashes by more than 10x or tilts like no camera would is not trusted.
     """
+    out = []
+    sim, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0)
+    if sim is not None:
+        out.append((sim, inl))
     if len(src) >= 8:
         h, inl = cv2.findHomography(src, dst, cv2.RANSAC, 4.0)
         if h is not None and 0.1 < abs(np.linalg.det(h[:2, :2])) < 10 and np.abs(h[2, :2]).max() < 0.005:
-            return h, inl
-    return cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0)
+            out.append((h, inl))
+    return out
+
+
+def _judge(a: Fingerprint, target: np.ndarray, blurred: np.ndarray, transform: np.ndarray, inl: np.ndarray,
+           src: np.ndarray, mirrored: bool, min_inliers: int, min_correlation: float) -> Match | None:
+    """Warp ``a`` onto ``target`` and score the overlap; None when the overlap is too small or flat."""
+    h, w = target.shape
+    warp = cv2.warpPerspective if transform.shape == (3, 3) else cv2.warpAffine
+    warped = warp(cv2.GaussianBlur(a.grey.astype(np.float32), (0, 0), _BLUR), transform, (w, h),
+                  flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+    valid = ~np.isnan(warped)
+    if valid.sum() < _MIN_OVERLAP * min(a.grey.size, target.size):
+        return None
+    x, y = warped[valid], blurred[valid]
+    if x.std() < 1 or y.std() < 1:  # flat overlaps correlate by chance
+        return None
+    # rank correlation: a brightness change that clips highlights is still a monotonic one
+    corr = float(np.corrcoef(_ranks(x), _ranks(y))[0, 1])
+    kept = src[inl.ravel().astype(bool)].astype(np.float32)
+    spread = cv2.contourArea(cv2.convexHull(kept)) / a.grey.size if len(kept) >= 3 else 0.0
+    return Match(int(inl.sum()), corr, mirrored, min_inliers, min_correlation, spread)
 
 
 @dataclass(frozen=True)
