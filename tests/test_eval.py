@@ -88,6 +88,10 @@ def test_eval_writes_metrics_and_a_self_contained_report(tmp_path: Path, checkpo
     for png in ("confusion_matrix.png", "per_class_iou.png", "show_results.png", "top_losses.png"):
         assert png in md and (out / png).stat().st_size > 1000
     assert str(checkpoint) in md and "max_epochs" in md  # the checkpoint and the run's config
+    # beside the model's error, what always predicting the most frequent class would get
+    majority = 1 - cm.sum(1).max() / cm.sum()
+    assert metrics["majority_pixel_error_rate"] == pytest.approx(majority)
+    assert f"always the most frequent class: {majority:.3f}" in md
 
 
 def test_eval_compares_several_checkpoints(tmp_path: Path, checkpoint: Path):

@@ -15,6 +15,8 @@ from hydra import compose as _compose
 from hydra import initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
+from pcbseg.hardware import cpu_precision
+
 CONFIG_MODULE = "pcbseg.conf"
 CONFIG_PATH = f"pkg://{CONFIG_MODULE}"  # for @hydra.main: works from any directory once installed
 
@@ -22,6 +24,9 @@ CONFIG_PATH = f"pkg://{CONFIG_MODULE}"  # for @hydra.main: works from any direct
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("pcbseg.cwd"):
         OmegaConf.register_new_resolver("pcbseg.cwd", os.getcwd)
+    if not OmegaConf.has_resolver("pcbseg.cpu_precision"):
+        # trainer.precision on CPU: bf16-mixed where the CPU has native bfloat16, else 32-true
+        OmegaConf.register_new_resolver("pcbseg.cpu_precision", cpu_precision)
 
 
 def compose(config_name: str, overrides: list[str] | None = None, return_hydra_config: bool = False) -> DictConfig:

@@ -93,11 +93,14 @@ class TiledPredictor:
         device: where tiles are sent.
         max_band_width: images wider than this are predicted in stripes of this many columns (with the
             tiles at stripe edges computed twice), which keeps memory flat however large the image.
+        dtype: ``"bf16"`` runs the network under bfloat16 autocast (logits are blended in float32);
+            None is float32.
     """
 
     def __init__(self, model: nn.Module | Forward, num_classes: int, tile: int = 512, overlap: int = 128,
                  batch_size: int = 4, blend: str = "gaussian", tta: Sequence[str] = (),
-                 device: str | torch.device = "cpu", pad_divisor: int = 32, max_band_width: int = 4096):
+                 device: str | torch.device = "cpu", pad_divisor: int = 32, max_band_width: int = 4096,
+                 dtype: str | None = None):
         if tile % pad_divisor:
             raise ValueError(f"tile={tile} must be a multiple of {pad_divisor} (the encoder stride)")
         unknown = [t for t in tta if t not in TTA_TRANSFORMS]
@@ -110,6 +113,9 @@ class TiledPredictor:
         self.device = torch.device(device)
         self.pad_divisor = pad_divisor
         self.max_band_width = max_band_width
+        if dtype not in (None, "bf16"):
+            raise ValueError(f"dtype={dtype!r}: bf16 or None (float32)")
+        self.dtype = dtype
 
     @torch.no_grad()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -117,7 +123,8 @@ class TiledPredictor:
         out = None
         for name in self.tta:
             fwd, inv = TTA_TRANSFORMS[name]
-            y = inv(self.model(fwd(x)).float())
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bf16"):
+                y = inv(self.model(fwd(x)).float())
             out = y if out is None else out + y
         return (out / len(self.tta)).cpu()
 

@@ -169,8 +169,10 @@ def write_report(out: Path, metrics: dict, taxonomy: Taxonomy, random_samples: S
         (out / name).write_bytes(data)
     table = metrics_table(metrics)
     worst = ", ".join(f"{n} ({v:.3f})" for n, v in worst_classes(metrics))
+    majority = metrics.get("majority_pixel_error_rate")
+    versus = f" (always the most frequent class: {_fmt(majority)})" if majority is not None else ""
     headline = (f"mIoU {_fmt(metrics['mIoU'])} over {len(metrics['mIoU_over'])} classes present · "
-                f"pixel error rate {_fmt(metrics['pixel_error_rate'])} · {metrics['num_images']} images")
+                f"pixel error rate {_fmt(metrics['pixel_error_rate'])}{versus} · {metrics['num_images']} images")
     captions = {
         "per_class_iou.png": "Per-class IoU (coloured) and boundary IoU (grey)",
         "confusion_matrix.png": "Confusion matrix, each true class's row normalised to 1",

@@ -73,7 +73,8 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
         raise DatasetError(dm.layout.splits, f"no image in the {cfg.split!r} split")
     dataset = SegmentationDataset(dm.layout.root, ids)
     predictor = module.predictor(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, blend=cfg.blend,
-                                 tta=list(cfg.tta), device=cfg.device, max_band_width=cfg.max_band_width)
+                                 tta=list(cfg.tta), device=cfg.device, precision=str(cfg.precision),
+                                 max_band_width=cfg.max_band_width)
     samples: list[Sample] = []
 
     def keep(image_id: str, image: np.ndarray, target: np.ndarray, pred: np.ndarray, result: ImageResult) -> None:
@@ -91,8 +92,9 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     shown = [samples[j] for j in sorted(rng.choice(len(samples), min(cfg.num_show, len(samples)), replace=False))]
     ranked = sorted((s for s in samples if np.isfinite(s.miou)), key=lambda s: s.miou)
     paths = write_report(out, metrics, taxonomy, shown, ranked[:cfg.top_losses], _config_text(ckpt, module), str(ckpt), cfg.split)
-    log.info("%s on %s/%s: mIoU %.3f, pixel error rate %.4f -> %s", ckpt, dm.layout.root, cfg.split, metrics["mIoU"],
-             metrics["pixel_error_rate"], paths["html"])
+    log.info("%s on %s/%s: mIoU %.3f, pixel error rate %.4f (always the most frequent class: %.4f) -> %s", ckpt,
+             dm.layout.root, cfg.split, metrics["mIoU"], metrics["pixel_error_rate"], metrics["majority_pixel_error_rate"],
+             paths["html"])
     return metrics
 
 

@@ -50,7 +50,8 @@ def overlay(image: np.ndarray, mask: np.ndarray, taxonomy: Taxonomy, alpha: floa
 def build_predictor(cfg: DictConfig) -> tuple[TiledPredictor, Taxonomy]:
     model = load_model(cfg.ckpt_path, device=cfg.device)
     predictor = model.predictor(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, blend=cfg.blend,
-                                tta=list(cfg.tta), device=cfg.device, max_band_width=cfg.max_band_width)
+                                tta=list(cfg.tta), device=cfg.device, precision=str(cfg.precision),
+                                max_band_width=cfg.max_band_width)
     if cfg.backend == "onnx":
         from pcbseg.export import OnnxForward
 

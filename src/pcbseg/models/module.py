@@ -34,6 +34,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from pcbseg.hardware import inference_dtype
 from pcbseg.inference import Prediction, TiledPredictor
 from pcbseg.metrics import SegmentationMetrics
 from pcbseg.models.losses import CombinedLoss
@@ -48,6 +49,7 @@ ARCHITECTURES = {
     "segformer": "Segformer",
 }
 SCHEDULES = ("onecycle", "cosine", "constant")
+DEFAULT_PRECISION = "32"  # of prediction and scoring; "auto" uses bfloat16 where the CPU has it natively
 log = logging.getLogger(__name__)
 
 
@@ -217,17 +219,22 @@ class SegmentationModule(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
-    def predictor(self, tile: int | None = None, overlap: int | None = None, **kwargs: Any) -> TiledPredictor:
-        """A :class:`~pcbseg.inference.TiledPredictor` over this model with its preferred tiles."""
+    def predictor(self, tile: int | None = None, overlap: int | None = None, precision: str = DEFAULT_PRECISION,
+                  **kwargs: Any) -> TiledPredictor:
+        """A :class:`~pcbseg.inference.TiledPredictor` over this model with its preferred tiles.
+
+        ``precision``: ``auto`` (bfloat16 where the device computes it natively), ``bf16`` or ``32``.
+        """
         device = kwargs.pop("device", None) or next(self.parameters()).device
         return TiledPredictor(self, self.hparams.num_classes, tile=tile or self.hparams.tile,
-                              overlap=self.hparams.overlap if overlap is None else overlap, device=device, **kwargs)
+                              overlap=self.hparams.overlap if overlap is None else overlap, device=device,
+                              dtype=inference_dtype(precision, str(device)), **kwargs)
 
     @torch.no_grad()
     def predict(self, image: np.ndarray | str | Path, return_probs: bool = False, **tiling: Any) -> Any:
         """Class mask (H x W uint8) of an RGB uint8 image or an image file, predicted tile by tile.
 
-        ``tiling``: ``tile``, ``overlap``, ``batch_size``, ``blend``, ``tta``, ``device`` (see
+        ``tiling``: ``tile``, ``overlap``, ``batch_size``, ``blend``, ``tta``, ``device``, ``precision`` (see
         :class:`~pcbseg.inference.TiledPredictor`). With ``return_probs=True`` the result is a
         :class:`~pcbseg.inference.Prediction` holding ``mask`` and ``probs`` (C x H x W).
         """
