@@ -32,3 +32,13 @@ def test_bf16_prediction_agrees_with_float32(checkpoint: Path, synth_root: Path)
     bf16 = model.predict(image, precision="bf16", return_probs=True).probs.astype(np.float32)
     # a one-epoch model is unsure of many pixels, so argmax flips on near-ties; probabilities stay close
     assert bf16.shape == fp32.shape and np.abs(bf16 - fp32).mean() < 0.02 and not np.array_equal(bf16, fp32)
+
+
+def test_trainer_cpu_trains_in_bf16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch):
+    from pcbseg.config import compose
+
+    monkeypatch.setenv("PCBSEG_CPU_BF16", "0")  # a CPU without native bfloat16
+    assert compose("train", ["trainer=cpu"]).trainer.precision == "32-true"
+    monkeypatch.setenv("PCBSEG_CPU_BF16", "1")
+    assert compose("train", ["trainer=cpu"]).trainer.precision == "bf16-mixed"
+    assert compose("train", ["trainer=cpu", "trainer.precision=32-true"]).trainer.precision == "32-true"
