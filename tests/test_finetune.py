@@ -63,6 +63,17 @@ def test_encoder_frozen_for_the_first_epoch_of_steps_then_trained(budget: dict):
     assert any(not torch.equal(after[k], before[k]) for k in before), "encoder never trained"
 
 
+def test_frozen_phase_as_a_share_of_the_run():
+    torch.manual_seed(0)
+    module = SegmentationModule(weights=None, num_classes=3, freeze_epochs=1, freeze_pct=0.25)
+    record = _Record()
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[record], max_steps=12, max_epochs=-1)
+    trainer.fit(module, DataLoader(_Boards(8), batch_size=2))
+    assert module.frozen_steps == 3  # a quarter of 12 steps, not the 4 of one epoch
+    assert [enc == 0 for _, _, enc, *_ in record.rows] == [True] * 3 + [False] * 9
+
+
 def test_frozen_encoder_and_its_batchnorm_statistics_do_not_move():
     _, module, before = _fit(max_steps=4)
     after = module.encoder.state_dict()
@@ -72,7 +83,7 @@ def test_frozen_encoder_and_its_batchnorm_statistics_do_not_move():
 @pytest.mark.parametrize("setting, value, words", [
     ("lr", -1.0, "positive"), ("lr", float("nan"), "positive"), ("warmup_pct", 1.5, "[0, 1)"),
     ("freeze_epochs", -1, ">= 0"), ("schedule", "linear", "onecycle"), ("arch", "transformer9000", "unet"),
-    ("tile", 100, "multiple of 32"), ("weight_decay", -0.1, ">= 0"),
+    ("tile", 100, "multiple of 32"), ("weight_decay", -0.1, ">= 0"), ("freeze_pct", 1.0, "null or in"),
 ])
 def test_invalid_hyperparameters_are_named(setting: str, value, words: str):
     with pytest.raises(ConfigError, match=rf"model\.{setting}=.*{words}".replace("[", r"\[").replace(")", r"\)")):

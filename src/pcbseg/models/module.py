@@ -112,6 +112,8 @@ class SegmentationModule(L.LightningModule):
         schedule: ``onecycle``, ``cosine`` or ``constant``; ``warmup_pct`` of each cycle warms up.
         freeze_epochs: epochs (fractions allowed) with the encoder, BatchNorm included, frozen
             before fine-tuning it; counted in optimiser steps, so it also holds for ``max_steps`` runs.
+        freeze_pct: if set, the frozen phase is this share of the run's optimiser steps instead
+            (short runs: one frozen epoch out of three is a third of the budget).
         channels_last: NHWC memory format, markedly faster on CPU for these convnets.
         tile, overlap: the sliding-window tiles :meth:`predict` uses unless told otherwise.
         arch_kwargs: passed to the smp architecture (e.g. ``decoder_channels``).
@@ -136,6 +138,7 @@ class SegmentationModule(L.LightningModule):
         schedule: str = "onecycle",
         warmup_pct: float = 0.25,
         freeze_epochs: float = 1,
+        freeze_pct: float | None = None,
         channels_last: bool = True,
         tile: int = 512,
         overlap: int = 128,
@@ -148,6 +151,8 @@ class SegmentationModule(L.LightningModule):
         _check("weight_decay", _number(weight_decay) and weight_decay >= 0, weight_decay, "a number >= 0")
         _check("warmup_pct", _number(warmup_pct) and 0 <= warmup_pct < 1, warmup_pct, "in [0, 1)")
         _check("freeze_epochs", _number(freeze_epochs) and freeze_epochs >= 0, freeze_epochs, "a number >= 0")
+        _check("freeze_pct", freeze_pct is None or (_number(freeze_pct) and 0 <= freeze_pct < 1), freeze_pct,
+               "null or in [0, 1)")
         _check("schedule", schedule in SCHEDULES, schedule, f"one of {', '.join(SCHEDULES)}")
         _check("tile", isinstance(tile, int) and tile >= 32 and tile % 32 == 0, tile, "a multiple of 32")
         _check("overlap", isinstance(overlap, int) and 0 <= overlap < tile, overlap, f"in [0, tile={tile})")
@@ -168,7 +173,8 @@ class SegmentationModule(L.LightningModule):
             "class_names": class_names, "ignore_index": ignore_index, "class_colours": colours, "mean": mean,
             "std": std, "loss": loss, "class_weights": list(class_weights) if class_weights else None, "lr": lr,
             "encoder_lr_div": encoder_lr_div, "weight_decay": weight_decay, "schedule": schedule,
-            "warmup_pct": warmup_pct, "freeze_epochs": freeze_epochs, "channels_last": channels_last,
+            "warmup_pct": warmup_pct, "freeze_epochs": freeze_epochs, "freeze_pct": freeze_pct,
+            "channels_last": channels_last,
             "tile": tile, "overlap": overlap, "arch_kwargs": dict(arch_kwargs or {}),
         })
         smp_weights, state, info = resolve_weights(encoder, weights)
@@ -345,7 +351,8 @@ class SegmentationModule(L.LightningModule):
         ]
         optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         total, per_epoch = self._steps()
-        frozen = self.frozen_steps = min(total, round(hp.freeze_epochs * per_epoch))
+        wanted = hp.get("freeze_pct")
+        frozen = self.frozen_steps = min(total, round(wanted * total if wanted is not None else hp.freeze_epochs * per_epoch))
 
         def head_factor(step: int) -> float:
             if step < frozen:
