@@ -88,3 +88,32 @@ def test_frozen_encoder_and_its_batchnorm_statistics_do_not_move():
 def test_invalid_hyperparameters_are_named(setting: str, value, words: str):
     with pytest.raises(ConfigError, match=rf"model\.{setting}=.*{words}".replace("[", r"\[").replace(")", r"\)")):
         SegmentationModule(weights=None, num_classes=3, **{setting: value})
+
+
+@pytest.mark.parametrize("freeze", [{"freeze_pct": 0.2}, {"freeze_epochs": 1}])
+def test_time_budget_schedule_spans_the_steps_that_fit_and_reaches_its_final_lr(freeze: dict):
+    torch.manual_seed(0)
+    module = SegmentationModule(weights=None, num_classes=3, lr=1e-3, **freeze)
+    record = _Record()
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[record], max_epochs=-1, max_time={"seconds": 5})
+    trainer.fit(module, DataLoader(_Boards(8), batch_size=2))  # no max_epochs or max_steps: time alone ends it
+    rows = record.rows
+    assert len(rows) > 8, "the budget should fit more than two epochs of these tiny steps"
+    frozen = [enc == 0 for _, _, enc, *_ in rows]
+    first_thawed = frozen.index(False)
+    assert first_thawed > 0 and not any(frozen[first_thawed:]), "frozen first, then fine-tuned, never frozen again"
+    if "freeze_epochs" in freeze:
+        assert first_thawed == 4  # one epoch of steps
+    heads = [h for _, h, *_ in rows]
+    peak = max(heads[first_thawed:])
+    assert heads[first_thawed] < peak, "the second cycle warms up"
+    assert heads[-1] < 0.05 * peak, f"the last step ran at {heads[-1] / peak:.2f} of the peak LR, not annealed"
+
+
+def test_a_run_without_any_length_is_refused_with_the_budget_options_named():
+    module = SegmentationModule(weights=None, num_classes=3)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, max_epochs=-1)
+    with pytest.raises(ConfigError, match="max_time"):
+        trainer.fit(module, DataLoader(_Boards(8), batch_size=2))

@@ -64,6 +64,13 @@ def test_run_writes_config_checkpoints_metrics_and_summary(tmp_path: Path, synth
     assert ckpt["hyper_parameters"]["arch"] == "unet"
 
 
+def test_a_time_budget_alone_sets_the_length_of_a_run(tmp_path: Path, synth_root: Path):
+    summary, out = _run_in_process(tmp_path, synth_root, "trainer.max_epochs=-1", "+trainer.max_time=00:00:00:20",
+                                   "model.freeze_pct=0.2", "~callbacks.early_stopping")
+    assert summary["epochs"] >= 1 and (out / "checkpoints" / "best.ckpt").is_file()
+    assert 15 < summary["wall_time_s"] < 120
+
+
 def test_encoder_is_frozen_first_then_fine_tuned(tmp_path: Path, synth_root: Path):
     _, out = _run_in_process(tmp_path, synth_root, "trainer.max_epochs=1", "callbacks.model_checkpoint.save_last=false")
     from pcbseg.models.weights import resolve_weights

@@ -32,6 +32,7 @@ import lightning as L
 import numpy as np
 import segmentation_models_pytorch as smp
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from pcbseg.hardware import inference_dtype
@@ -49,6 +50,9 @@ ARCHITECTURES = {
     "segformer": "Segformer",
 }
 SCHEDULES = ("onecycle", "cosine", "constant")
+NO_LENGTH = ("the learning-rate schedule needs a length: set trainer.max_epochs, trainer.max_steps or "
+             "trainer.max_time (a time budget, e.g. 00:00:10:00)")
+BUDGET_STEPS = 10_000  # resolution of a time-budget schedule
 DEFAULT_PRECISION = "32"  # of prediction and scoring; "auto" uses bfloat16 where the CPU has it natively
 log = logging.getLogger(__name__)
 
@@ -195,6 +199,11 @@ class SegmentationModule(L.LightningModule):
         self.test_metrics = SegmentationMetrics(class_names, ignore_index)
         self.last_results: dict[str, dict] = {}
         self.frozen_steps = 0  # set when the optimiser is configured
+        self._budget_s: float | None = None
+        self._timer: Timer | None = None
+        self._total_steps: float = math.inf
+        self._thaw: tuple[int, float] | None = None  # (step, progress) where the encoder was unfrozen
+        self._progress_cache, self._last_tick, self._step_s = (-1, 0.0), None, None
         self._restored_rng: dict | None = None
 
     # what a checkpoint knows ----------------------------------------------------------------
@@ -313,7 +322,67 @@ class SegmentationModule(L.LightningModule):
     # fine-tuning: frozen encoder first, then all of it ---------------------------------------
     @property
     def encoder_frozen(self) -> bool:
-        return self.global_step < self.frozen_steps
+        return self._frozen_at(self.global_step)
+
+    def _frozen_at(self, step: int) -> bool:
+        if self._budget_s is None or self.hparams.get("freeze_pct") is None:
+            frozen = step < self.frozen_steps
+        else:  # a time budget: the frozen phase is a share of it
+            frozen = self._thaw is None and self._progress(step) < self.hparams.freeze_pct
+        if not frozen and self._thaw is None:
+            self._thaw = (step, self._progress(step) if self._budget_s is not None else 0.0)
+        return frozen
+
+    # a time budget (trainer.max_time): the schedule follows the clock --------------------------
+    def _time_budget(self) -> tuple[float | None, Timer | None]:
+        """Seconds of ``trainer.max_time`` (Lightning's Timer callback) and the timer, or ``(None, None)``."""
+        if self._trainer is None:
+            return None, None
+        for cb in self.trainer.callbacks:
+            if isinstance(cb, Timer) and cb._duration is not None:
+                return float(cb._duration), cb
+        return None, None
+
+    def _progress(self, step: int) -> float:
+        """Share of the run done when step ``step`` ends: the larger of steps/total and time/budget.
+
+        The time share counts the step about to run (its duration estimated from the steps so far),
+        because Lightning stops after the first step that ends past the budget: so the last step
+        runs at the schedule's end, not short of it. Under DDP rank 0's clock decides for all ranks.
+        """
+        if self._progress_cache[0] == step:
+            return self._progress_cache[1]
+        now = self._timer.time_elapsed() if self._timer is not None else 0.0
+        if self._last_tick is not None and step > self._last_tick[0]:
+            took = (now - self._last_tick[1]) / (step - self._last_tick[0])
+            self._step_s = took if self._step_s is None else 0.8 * self._step_s + 0.2 * took
+        self._last_tick = (step, now)
+        by_time = (now + (self._step_s or 0.0)) / self._budget_s
+        by_steps = step / self._total_steps if math.isfinite(self._total_steps) else 0.0
+        p = min(1.0, max(by_time, by_steps))
+        if self._trainer is not None and self.trainer.world_size > 1:
+            p = float(self.trainer.strategy.broadcast(p))
+        self._progress_cache = (step, p)
+        return p
+
+    def _budget_factors(self) -> tuple[Any, Any]:
+        """LR multipliers of (head, encoder) by step under a time budget: the same two cycles, in shares of it."""
+        hp = self.hparams
+        pct = hp.get("freeze_pct")
+
+        def head(step: int) -> float:
+            p = self._progress(step)
+            if self._frozen_at(step):
+                q = p / pct if pct is not None else step / max(1, self.frozen_steps)
+            else:
+                p0 = self._thaw[1] if self._thaw[0] > 0 else 0.0
+                q = (p - p0) / max(1e-9, 1.0 - p0)
+            return schedule_factor(round(min(1.0, q) * BUDGET_STEPS), BUDGET_STEPS, hp.schedule, hp.warmup_pct)
+
+        def encoder(step: int) -> float:
+            return 0.0 if self._frozen_at(step) else head(step)
+
+        return head, encoder
 
     def _apply_freeze(self) -> None:
         frozen = self.encoder_frozen
@@ -330,7 +399,11 @@ class SegmentationModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._restore_rng()
-        if self.frozen_steps:
+        if self._budget_s is not None:
+            log.info("Time budget %.0f s: the learning-rate schedule follows the clock; encoder frozen for %s",
+                     self._budget_s, f"{self.hparams.freeze_pct:.0%} of it" if self.hparams.get("freeze_pct") is not None
+                     else f"the first {self.frozen_steps} optimiser steps")
+        elif self.frozen_steps:
             log.info("Encoder frozen for the first %d of %d optimiser steps", self.frozen_steps, self._steps()[0])
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -350,8 +423,15 @@ class SegmentationModule(L.LightningModule):
             {"params": list(self.encoder.parameters()), "lr": hp.lr / hp.encoder_lr_div, "name": "encoder"},
         ]
         optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        self._budget_s, self._timer = self._time_budget()
         total, per_epoch = self._steps()
+        self._total_steps = total
+        self._progress_cache, self._last_tick, self._step_s = (-1, 0.0), None, None
         wanted = hp.get("freeze_pct")
+        if self._budget_s is not None:
+            self.frozen_steps = 0 if wanted is not None else min(total, round(hp.freeze_epochs * per_epoch))
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, list(self._budget_factors()))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         frozen = self.frozen_steps = min(total, round(wanted * total if wanted is not None else hp.freeze_epochs * per_epoch))
 
         def head_factor(step: int) -> float:
@@ -380,18 +460,20 @@ class SegmentationModule(L.LightningModule):
             if trainer.max_steps and trainer.max_steps > 0:
                 total = min(total, trainer.max_steps)
             if not math.isfinite(total):
-                raise ConfigError("the learning-rate schedule needs a length: set trainer.max_epochs or trainer.max_steps")
+                if self._budget_s is None:
+                    raise ConfigError(NO_LENGTH)
+                return total, float(per_epoch)
             return int(total), float(per_epoch)
         total = trainer.estimated_stepping_batches  # honours max_steps, max_epochs and limit_train_batches
-        if not math.isfinite(total):
-            raise ConfigError("the learning-rate schedule needs a length: set trainer.max_epochs or trainer.max_steps")
+        if not math.isfinite(total) and self._budget_s is None:
+            raise ConfigError(NO_LENGTH)
         if trainer.train_dataloader is None:  # max_steps runs: Lightning has not loaded it yet
             trainer.fit_loop.setup_data()
         batches = trainer.num_training_batches
         if not math.isfinite(batches) or batches <= 0:
             epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
-            return int(total), total / epochs
-        return int(total), float(math.ceil(batches / accumulate))
+            return _count(total), total / epochs
+        return _count(total), float(math.ceil(batches / accumulate))
 
     # exact resume: the global RNGs travel with the checkpoint ---------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -401,9 +483,12 @@ class SegmentationModule(L.LightningModule):
             "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
             "python": random.getstate(),
         }
+        checkpoint["pcbseg_thaw"] = list(self._thaw) if self._thaw is not None else None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._restored_rng = checkpoint.get("pcbseg_rng")
+        thaw = checkpoint.get("pcbseg_thaw")
+        self._thaw = (int(thaw[0]), float(thaw[1])) if thaw else None
 
     def _restore_rng(self) -> None:
         """Put back the generators' state saved with the checkpoint this run resumed from.
@@ -416,6 +501,10 @@ class SegmentationModule(L.LightningModule):
             name, keys, pos, has_gauss, gauss = state["numpy"]
             np.random.set_state((name, np.asarray(keys, np.uint32), pos, has_gauss, gauss))
             random.setstate(_as_tuples(state["python"]))
+
+
+def _count(total: float) -> float:
+    return int(total) if math.isfinite(total) else total
 
 
 def _limited(batches: int, limit: int | float | None) -> int:
