@@ -136,3 +136,50 @@ def test_batches_do_not_depend_on_worker_count_and_change_each_epoch(synth_root:
     for a, b in zip(serial, parallel, strict=True):
         assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not all(torch.equal(x, y) for x, y in zip(serial[0], serial[1], strict=True))
+
+
+def test_the_image_cache_never_exceeds_its_bound_and_serves_identical_pairs(synth_root: Path):
+    from pcbseg.data.dataset import SegmentationDataset
+
+    ids = sorted(p.stem for p in (synth_root / "images").iterdir())
+    pair_bytes = 96 * 96 * 4  # RGB + mask of one 96 px board
+    ds = SegmentationDataset(synth_root, ids, cache_bytes=int(pair_bytes * 2.5))
+    for _ in range(2):
+        for i in range(len(ds)):
+            image, mask = ds.load(i)
+            assert ds.cache.nbytes <= ds.cache.max_bytes and len(ds.cache) <= 2
+    assert ds.cache.hits == 0  # a cyclic scan through more than fits: every read decoded
+    image, mask = ds.load(len(ds) - 1)  # the most recent one is held
+    assert ds.cache.hits == 1 and not image.flags.writeable
+    fresh = SegmentationDataset(synth_root, ids)
+    assert np.array_equal(image, fresh.load(len(ds) - 1)[0]) and np.array_equal(mask, fresh.load(len(ds) - 1)[1])
+    assert len(fresh.cache) == 0  # no bound, no cache
+
+
+def test_the_cache_bound_is_shared_out_among_loader_workers(dataset: Path):
+    dm = _dm(dataset, "data.cache_mb=8", "data.num_workers=2")
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.datasets["train"].cache.max_bytes == 4 * 2**20
+
+
+def test_scale_resizes_images_and_maps_masks_by_nearest_neighbour(dataset: Path):
+    dm = _dm(dataset, "data.scale=0.5", "data.crop_size=32", "data.batch_size=2")
+    dm.prepare_data()
+    dm.setup("fit")
+    vb = next(iter(dm.val_dataloader()))
+    assert vb["image"].shape[-2:] == (64, 64)  # 96 px boards at 0.5 are 48 px, padded to the stride
+    truth = read_mask(dataset / "masks" / f"{vb['id'][0]}.png")
+    small = vb["mask"][0, :48, :48].numpy()
+    assert set(np.unique(small)) <= set(np.unique(truth))  # no blended ids
+    assert np.array_equal(small, truth[::2, ::2][:48, :48]) or (small == truth[::2, ::2]).mean() > 0.9
+    assert (vb["mask"][0, 48:] == 255).all()  # padding is ignore
+
+
+def test_loader_workers_auto_follows_the_cores():
+    from pcbseg.hardware import loader_workers
+
+    assert loader_workers("auto", cores=2) == 0 and loader_workers("auto", cores=16) >= 2
+    assert loader_workers(3) == 3
+    with pytest.raises(ValueError, match="num_workers"):
+        loader_workers(-1)

@@ -195,3 +195,25 @@ def test_stripes_give_exactly_the_single_pass_result(net: SegmentationModule):
     two = striped.predict(image, return_logits=True)
     assert np.array_equal(one.mask, two.mask)
     assert np.allclose(one.logits, two.logits, atol=1e-5)
+
+
+def test_scale_predicts_at_the_training_scale_and_restores_the_photo_size():
+    """A 1x1 identity network on a one-hot image: at scale 0.5 the result is the labels at full size again."""
+    labels = np.zeros((120, 170), np.uint8)
+    labels[20:80, 30:150] = 1
+    labels[90:, :60] = 2  # regions of more than 2 px, so a half-size pass can keep them
+    image = (labels[..., None] == np.arange(3)).astype(np.uint8) * 255
+    ident = torch.nn.Conv2d(3, 3, 1, bias=False)
+    ident.weight.data = torch.eye(3).view(3, 3, 1, 1)
+    seen = []
+    pred = TiledPredictor(lambda x: seen.append(x.shape) or ident(x), 3, tile=64, overlap=16, scale=0.5).predict(
+        image, return_probs=True)
+    assert pred.mask.shape == labels.shape and pred.probs.shape == (3, 120, 170)
+    assert max(s[-1] for s in seen) == 64 and len(seen) < 6  # 60 x 85 px: a handful of 64 px tiles
+    assert (pred.mask == labels).mean() > 0.98  # only boundary pixels may move by the resize
+
+
+def test_model_predicts_at_the_scale_it_was_trained_at():
+    m = SegmentationModule(weights=None, num_classes=3, input_scale=0.5).eval()
+    assert m.predictor().scale == 0.5 and m.predictor(scale=1.0).scale == 1.0
+    assert m.predict(np.zeros((70, 90, 3), np.uint8)).shape == (70, 90)

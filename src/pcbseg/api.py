@@ -120,6 +120,8 @@ def build(cfg: DictConfig | Sequence[str] | None = None) -> tuple[Any, Segmentat
     augment = instantiate(cfg.augment) if cfg.get("augment") else None
     datamodule = instantiate(cfg.data, augment=augment, seed=cfg.get("seed"))
     taxonomy = datamodule.peek_taxonomy()
+    # The dataset owns its classes and the scale its images are read at; the model records both.
     model = instantiate(cfg.model, num_classes=taxonomy.num_classes, class_names=list(taxonomy.names),
-                        ignore_index=taxonomy.ignore_index, class_colours=[list(c) for c in taxonomy.colors])
+                        ignore_index=taxonomy.ignore_index, class_colours=[list(c) for c in taxonomy.colors],
+                        input_scale=datamodule.scale)
     return datamodule, model

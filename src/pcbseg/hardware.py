@@ -46,3 +46,28 @@ def inference_dtype(precision: str, device: str) -> str | None:
     if precision == "auto":
         return "bf16" if (str(device).startswith("cuda") or cpu_has_bf16()) else None
     return "bf16" if precision == "bf16" else None
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def loader_workers(requested: int | str, cores: int | None = None) -> int:
+    """DataLoader worker processes: ``requested`` as a count, or ``"auto"``: chosen from the cores.
+
+    With images decoded once into the cache, a training crop costs a few milliseconds of
+    augmentation; a worker then buys overlap with the network's step only where it has a core of
+    its own. ``auto`` keeps two cores for the network's threads and gives the loader a quarter of
+    the rest (at most 8): none on a 2-core machine, where 1 or 2 workers measured no faster than
+    none (docs/benchmarks.md, train-throughput) and each would hold its own copy of the cache.
+    """
+    if requested == "auto":
+        cores = available_cores() if cores is None else cores
+        return 0 if cores <= 2 else min(8, max(1, (cores - 2) // 4))
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
+        raise ValueError(f"data.num_workers={requested!r} must be a whole number >= 0 or 'auto'")
+    return requested

@@ -6,7 +6,9 @@ context, so seams do not show. Logits are accumulated in a rolling band one tile
 finished (argmax, probabilities) as soon as no later tile touches them. Images wider than
 ``max_band_width`` go in vertical stripes, so the accumulator never exceeds one tile by
 ``max_band_width``: memory is bounded by that and the tile batch, not by the image. TTA averages
-logits over flips and 90° rotations, undone before blending.
+logits over flips and 90° rotations, undone before blending. With ``scale`` the image is resized
+first (as the model's training images were) and the logits are resized back, bilinearly, to the
+image's own pixels before the argmax: masks always come out at the size of the photo.
 
 Example:
     >>> import numpy as np, torch
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -95,12 +98,14 @@ class TiledPredictor:
             tiles at stripe edges computed twice), which keeps memory flat however large the image.
         dtype: ``"bf16"`` runs the network under bfloat16 autocast (logits are blended in float32);
             None is float32.
+        scale: resize the image by this before predicting (the ``data.scale`` the model was trained
+            at); results are resized back to the image's size.
     """
 
     def __init__(self, model: nn.Module | Forward, num_classes: int, tile: int = 512, overlap: int = 128,
                  batch_size: int = 4, blend: str = "gaussian", tta: Sequence[str] = (),
                  device: str | torch.device = "cpu", pad_divisor: int = 32, max_band_width: int = 4096,
-                 dtype: str | None = None):
+                 dtype: str | None = None, scale: float = 1.0):
         if tile % pad_divisor:
             raise ValueError(f"tile={tile} must be a multiple of {pad_divisor} (the encoder stride)")
         unknown = [t for t in tta if t not in TTA_TRANSFORMS]
@@ -116,6 +121,9 @@ class TiledPredictor:
         if dtype not in (None, "bf16"):
             raise ValueError(f"dtype={dtype!r}: bf16 or None (float32)")
         self.dtype = dtype
+        if not 0.05 <= scale <= 8:
+            raise ValueError(f"scale={scale}: must be in [0.05, 8]")
+        self.scale = float(scale)
 
     @torch.no_grad()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -136,7 +144,16 @@ class TiledPredictor:
             yield chunk, torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
 
     def predict(self, image: np.ndarray, return_probs: bool = False, return_logits: bool = False) -> Prediction:
-        """``image``: HxWx3 uint8 RGB. Returns the class mask (and probabilities/logits if asked)."""
+        """``image``: HxWx3 uint8 RGB. Returns the class mask (and probabilities/logits if asked) at its size."""
+        if self.scale == 1:
+            return self._predict(image, return_probs, return_logits)
+        h, w = image.shape[:2]
+        size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR)
+        pred = self._predict(small, return_probs=False, return_logits=True)
+        return _upsample(pred.logits, (h, w), return_probs, return_logits)
+
+    def _predict(self, image: np.ndarray, return_probs: bool = False, return_logits: bool = False) -> Prediction:
         h0, w0 = image.shape[:2]
         t, c = self.tile, self.num_classes
         if h0 <= t and w0 <= t:  # one tile holds it: a single pass, padded only to the encoder stride
@@ -225,3 +242,20 @@ class TiledPredictor:
     def predict_whole(self, image: np.ndarray) -> np.ndarray:
         """One forward pass over the whole image (padded to the stride): the reference for seams."""
         return self._whole_logits(image).argmax(0).numpy().astype(np.uint8)
+
+
+def _upsample(logits: np.ndarray, size: tuple[int, int], return_probs: bool, return_logits: bool) -> Prediction:
+    """Resize C x h x w logits bilinearly to ``size`` and take the argmax, one class plane at a time
+    (two full-size planes in memory besides what was asked for)."""
+    h, w = size
+    best = np.full((h, w), -np.inf, np.float32)
+    mask = np.zeros((h, w), np.uint8)
+    full = np.empty((len(logits), h, w), np.float32) if (return_probs or return_logits) else None
+    for c, plane in enumerate(logits):
+        up = cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR)
+        better = up > best
+        mask[better], best[better] = c, up[better]
+        if full is not None:
+            full[c] = up
+    probs = torch.from_numpy(full).softmax(0).numpy().astype(np.float16) if return_probs else None
+    return Prediction(mask=mask, probs=probs, logits=full if return_logits else None)

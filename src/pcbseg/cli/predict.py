@@ -51,7 +51,7 @@ def build_predictor(cfg: DictConfig) -> tuple[TiledPredictor, Taxonomy]:
     model = load_model(cfg.ckpt_path, device=cfg.device)
     predictor = model.predictor(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, blend=cfg.blend,
                                 tta=list(cfg.tta), device=cfg.device, precision=str(cfg.precision),
-                                max_band_width=cfg.max_band_width)
+                                max_band_width=cfg.max_band_width, scale=cfg.get("scale"))
     if cfg.backend == "onnx":
         from pcbseg.export import OnnxForward
 

@@ -163,8 +163,10 @@ def holdout_scores(model: L.LightningModule, datamodule: L.LightningDataModule) 
         "per_class_iou": {k: v["iou"] for k, v in per_class.items()},
         "per_class_dice": {k: v["dice"] for k, v in per_class.items()},
         "classes_present": m["mIoU_over"],
+        "confusion_matrix": m["confusion_matrix"],
         "mIoU_over": "classes present in the holdout's ground truth or predictions",
-        "scored_by": f"whole images, tiles of {predictor.tile} px (as pcbseg-eval)",
+        "scored_by": f"whole images at their own size, tiles of {predictor.tile} px"
+                     + (f" on images resized by {predictor.scale}" if predictor.scale != 1 else "") + " (as pcbseg-eval)",
     }
 
 

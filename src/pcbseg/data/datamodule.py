@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
-from pcbseg.data.dataset import EpochShuffle, PadCollate, SegmentationDataset, TileDataset
+from pcbseg.data.dataset import EpochShuffle, PadCollate, SegmentationDataset, TileDataset, rescale_size
 from pcbseg.data.layout import DatasetError, DatasetLayout
 from pcbseg.data.splits import SPLIT_NAMES, ensure_splits, read_splits
 from pcbseg.data.synth import SYNTH_META, write_dataset
 from pcbseg.data.validate import check_dataset, image_infos
+from pcbseg.hardware import loader_workers
 from pcbseg.taxonomy import Taxonomy, get_taxonomy, load_classes
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,11 @@ class PCBDataModule(L.LightningDataModule):
     Args:
         root: dataset folder (``images/ masks/ classes.yaml splits.csv``).
         batch_size: training batch size; ``val_batch_size`` defaults to it.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes, or ``"auto"`` (see :func:`pcbseg.hardware.loader_workers`).
+        scale: every image (and its mask, by nearest neighbour) is resized by this factor before
+            cropping, for training and scoring alike; the model records it and predicts at it.
+        cache_mb: decoded (and resized) images kept in memory, in MiB, shared out among the
+            loader's processes; least recently used out first. 0 turns the cache off.
         crop_size: side of the random training crop (images smaller than it are padded with ignore).
         augment: albumentations transforms applied to each training crop (built from ``conf/augment``).
             Images come out as RGB in [0, 1]; the model normalises them for its encoder.
@@ -75,8 +80,10 @@ class PCBDataModule(L.LightningDataModule):
         self,
         root: str | Path,
         batch_size: int = 8,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         crop_size: int = 256,
+        scale: float = 1.0,
+        cache_mb: float = 1024,
         augment: A.BaseCompose | Sequence[A.BasicTransform] | None = None,
         seed: int | None = None,
         valid_pct: float = 0.2,
@@ -94,14 +101,20 @@ class PCBDataModule(L.LightningDataModule):
         super().__init__()
         # Stored in checkpoints, so evaluation finds the dataset and holdout a model was trained on.
         self.save_hyperparameters({
-            "root": str(root), "batch_size": batch_size, "crop_size": crop_size, "valid_pct": valid_pct,
+            "root": str(root), "batch_size": batch_size, "crop_size": crop_size, "scale": scale, "valid_pct": valid_pct,
             "test_pct": test_pct, "split_seed": split_seed, "group_pattern": group_pattern, "new_images": new_images,
             "val_tile": val_tile, "pad_divisor": pad_divisor, "synth": dict(synth) if synth else None,
         })
         if crop_size % pad_divisor:
             raise ValueError(f"crop_size={crop_size} must be a multiple of pad_divisor={pad_divisor} (the encoder's stride)")
+        if not (isinstance(scale, (int, float)) and 0.05 <= scale <= 8):
+            raise ValueError(f"data.scale={scale!r} must be a number in [0.05, 8] (1 keeps images as they are)")
+        if not (isinstance(cache_mb, (int, float)) and cache_mb >= 0):
+            raise ValueError(f"data.cache_mb={cache_mb!r} must be a number of MiB >= 0")
         self.layout = DatasetLayout(root)
-        self.batch_size, self.num_workers, self.crop_size = batch_size, num_workers, crop_size
+        self.batch_size, self.crop_size = batch_size, crop_size
+        self.num_workers = loader_workers(num_workers)
+        self.scale, self.cache_mb = float(scale), float(cache_mb)
         self.augment = augment
         self.seed = seed
         self.split_args = {"valid_pct": valid_pct, "test_pct": test_pct, "seed": split_seed,
@@ -167,14 +180,17 @@ class PCBDataModule(L.LightningDataModule):
                                "make the split again with data.valid_pct > 0 and data.regenerate_splits=true "
                                "(the old file is kept as a backup), or move some groups to val by hand")
         seed = self.seed if self.seed is not None else torch.initial_seed() % 2**32
+        # The cache bound is shared out: each loader process (workers, or the main one) keeps its own.
+        per_process = int(self.cache_mb * 2**20 / max(1, self.num_workers))
         self.datasets["train"] = SegmentationDataset(self.layout.root, self.split_ids["train"], self._train_transform(),
-                                                     seed=seed)
+                                                     seed=seed, scale=self.scale, cache_bytes=per_process)
         self.sample_seed = seed
         infos = image_infos(self.layout.root) if self.val_tile else {}
         for split in ("val", "test"):
-            ds = SegmentationDataset(self.layout.root, self.split_ids[split])
+            # Whole images are read once an epoch, in order: a cache would only hold what train could use.
+            ds = SegmentationDataset(self.layout.root, self.split_ids[split], scale=self.scale)
             if self.val_tile:
-                sizes = [(infos[i].height, infos[i].width) for i in ds.ids]
+                sizes = [rescale_size(infos[i].height, infos[i].width, self.scale) for i in ds.ids]
                 ds = TileDataset(ds, sizes, self.val_tile, self.taxonomy.ignore_index)
             self.datasets[split] = ds
         log.info("Dataset %s: %s", self.layout.root, {s: len(v) for s, v in self.split_ids.items()})

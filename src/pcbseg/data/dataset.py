@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
+from pcbseg.data.cache import PairCache
 from pcbseg.data.layout import DatasetLayout, read_image, read_mask
 
 
@@ -29,6 +31,21 @@ def to_tensor_pair(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, t
     img = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
     img = img.float().div_(255.0) if img.dtype == torch.uint8 else img.float()
     return img, torch.from_numpy(np.ascontiguousarray(mask)).long()
+
+
+def rescale_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """``(height, width)`` of an image resized by ``scale``, as :func:`rescale_pair` makes it."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def rescale_pair(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resize an image (area-averaged when shrinking) and its mask (nearest neighbour: ids stay ids) by ``scale``."""
+    if scale == 1:
+        return image, mask
+    h, w = rescale_size(*mask.shape, scale)
+    size = (w, h)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interp), cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -79,13 +96,14 @@ class EpochShuffle(Sampler):
 class SegmentationDataset(Dataset):
     """Image/mask pairs by id; ``transform`` is an albumentations pipeline applied to both.
 
-    Images come out as float RGB in [0, 1] (the model normalises them for its encoder). Indexed
+    Images come out as float RGB in [0, 1] (the model normalises them for its encoder), resized by
+    ``scale`` (masks by nearest neighbour). Up to ``cache_bytes`` of decoded pairs stay in memory. Indexed
     by ``(index, epoch)`` (see :class:`EpochShuffle`) and given a ``seed``, each sample's
     augmentation is seeded from ``(seed, epoch, index)``.
     """
 
     def __init__(self, root: str | Path, ids: Sequence[str], transform: A.BaseCompose | None = None,
-                 seed: int | None = None):
+                 seed: int | None = None, scale: float = 1.0, cache_bytes: int = 0):
         self.layout = DatasetLayout(root)
         images, _ = self.layout.image_files()
         missing = [i for i in ids if i not in images]
@@ -95,12 +113,23 @@ class SegmentationDataset(Dataset):
         self.paths = [images[i] for i in self.ids]
         self.transform = transform
         self.seed = seed
+        self.scale = float(scale)
+        self.cache = PairCache(cache_bytes)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        return read_image(self.paths[index]), read_mask(self.layout.mask_path(self.ids[index]))
+        """The image and mask, decoded and resized by ``scale``; from the cache when it holds them (read-only)."""
+        pair = self.cache.get(index)
+        if pair is None:
+            image, mask = read_image(self.paths[index]), read_mask(self.layout.mask_path(self.ids[index]))
+            if image.shape[:2] != mask.shape:  # caught by validation too; here the resize would hide it
+                raise ValueError(f"{self.paths[index]}: image is {image.shape[1]}x{image.shape[0]} but its mask is "
+                                 f"{mask.shape[1]}x{mask.shape[0]}")
+            pair = rescale_pair(image, mask, self.scale)
+            self.cache.put(index, *pair)
+        return pair
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, None)
@@ -127,7 +156,7 @@ class TileDataset(Dataset):
 
     def __getitem__(self, k: int) -> dict:
         i, y, x = self.index[k]
-        sample = self.base[i]  # the base dataset caches nothing: tiles of one image share a read
+        sample = self.base[i]  # tiles of one image share a decode when the base dataset caches
         img = sample["image"][:, y:y + self.tile, x:x + self.tile]
         msk = sample["mask"][y:y + self.tile, x:x + self.tile]
         ph, pw = self.tile - img.shape[1], self.tile - img.shape[2]

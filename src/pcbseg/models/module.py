@@ -120,6 +120,8 @@ class SegmentationModule(L.LightningModule):
             (short runs: one frozen epoch out of three is a third of the budget).
         channels_last: NHWC memory format, markedly faster on CPU for these convnets.
         tile, overlap: the sliding-window tiles :meth:`predict` uses unless told otherwise.
+        input_scale: the factor images were resized by in training (``data.scale``); prediction
+            resizes by it too and returns masks at the image's own size.
         arch_kwargs: passed to the smp architecture (e.g. ``decoder_channels``).
     """
 
@@ -146,6 +148,7 @@ class SegmentationModule(L.LightningModule):
         channels_last: bool = True,
         tile: int = 512,
         overlap: int = 128,
+        input_scale: float = 1.0,
         arch_kwargs: Mapping[str, Any] | None = None,
     ):
         super().__init__()
@@ -160,6 +163,7 @@ class SegmentationModule(L.LightningModule):
         _check("schedule", schedule in SCHEDULES, schedule, f"one of {', '.join(SCHEDULES)}")
         _check("tile", isinstance(tile, int) and tile >= 32 and tile % 32 == 0, tile, "a multiple of 32")
         _check("overlap", isinstance(overlap, int) and 0 <= overlap < tile, overlap, f"in [0, tile={tile})")
+        _check("input_scale", _number(input_scale) and 0.05 <= input_scale <= 8, input_scale, "in [0.05, 8]")
         smp_arch = ARCHITECTURES.get(arch, arch)
         _check("arch", hasattr(smp, smp_arch), arch, f"one of {', '.join(ARCHITECTURES)} (or an smp class name)")
         class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
@@ -179,7 +183,7 @@ class SegmentationModule(L.LightningModule):
             "encoder_lr_div": encoder_lr_div, "weight_decay": weight_decay, "schedule": schedule,
             "warmup_pct": warmup_pct, "freeze_epochs": freeze_epochs, "freeze_pct": freeze_pct,
             "channels_last": channels_last,
-            "tile": tile, "overlap": overlap, "arch_kwargs": dict(arch_kwargs or {}),
+            "tile": tile, "overlap": overlap, "input_scale": float(input_scale), "arch_kwargs": dict(arch_kwargs or {}),
         })
         smp_weights, state, info = resolve_weights(encoder, weights)
         try:
@@ -235,21 +239,23 @@ class SegmentationModule(L.LightningModule):
         return self.model(x)
 
     def predictor(self, tile: int | None = None, overlap: int | None = None, precision: str = DEFAULT_PRECISION,
-                  **kwargs: Any) -> TiledPredictor:
-        """A :class:`~pcbseg.inference.TiledPredictor` over this model with its preferred tiles.
+                  scale: float | None = None, **kwargs: Any) -> TiledPredictor:
+        """A :class:`~pcbseg.inference.TiledPredictor` over this model with its preferred tiles and input scale.
 
         ``precision``: ``auto`` (bfloat16 where the device computes it natively), ``bf16`` or ``32``.
+        ``scale``: resize images by this before predicting (default: the ``data.scale`` it was trained at).
         """
         device = kwargs.pop("device", None) or next(self.parameters()).device
+        scale = self.hparams.get("input_scale", 1.0) if scale is None else scale
         return TiledPredictor(self, self.hparams.num_classes, tile=tile or self.hparams.tile,
                               overlap=self.hparams.overlap if overlap is None else overlap, device=device,
-                              dtype=inference_dtype(precision, str(device)), **kwargs)
+                              dtype=inference_dtype(precision, str(device)), scale=scale, **kwargs)
 
     @torch.no_grad()
     def predict(self, image: np.ndarray | str | Path, return_probs: bool = False, **tiling: Any) -> Any:
         """Class mask (H x W uint8) of an RGB uint8 image or an image file, predicted tile by tile.
 
-        ``tiling``: ``tile``, ``overlap``, ``batch_size``, ``blend``, ``tta``, ``device``, ``precision`` (see
+        ``tiling``: ``tile``, ``overlap``, ``batch_size``, ``blend``, ``tta``, ``device``, ``precision``, ``scale`` (see
         :class:`~pcbseg.inference.TiledPredictor`). With ``return_probs=True`` the result is a
         :class:`~pcbseg.inference.Prediction` holding ``mask`` and ``probs`` (C x H x W).
         """
