@@ -71,6 +71,17 @@ def test_a_time_budget_alone_sets_the_length_of_a_run(tmp_path: Path, synth_root
     assert 15 < summary["wall_time_s"] < 120
 
 
+def test_frequency_class_weights_favour_rare_classes_and_travel_with_the_checkpoint(tmp_path: Path, synth_root: Path):
+    from pcbseg.models.module import frequency_weights
+
+    _, out = _run_in_process(tmp_path, synth_root, "model.class_weights=frequency", "trainer.max_epochs=1")
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    weights = dict(zip(ckpt["hyper_parameters"]["class_names"], ckpt["pcbseg_class_weights"], strict=True))
+    assert weights["via"] > 1 > weights["background"]  # vias are a sliver of a board, background most of it
+    assert frequency_weights([900, 90, 10]) == pytest.approx([0.1, 1.0, 9.0])
+    assert frequency_weights([5, 0, 5]) == [1.0, 1.0, 1.0]  # an absent class is left alone
+
+
 def test_encoder_is_frozen_first_then_fine_tuned(tmp_path: Path, synth_root: Path):
     _, out = _run_in_process(tmp_path, synth_root, "trainer.max_epochs=1", "callbacks.model_checkpoint.save_last=false")
     from pcbseg.models.weights import resolve_weights

@@ -205,6 +205,15 @@ class PCBDataModule(L.LightningDataModule):
             return get_taxonomy(self.synth.get("taxonomy", "default"))
         raise DatasetError(self.layout.classes, "missing: every dataset needs a classes.yaml (see README, 'Datasets')")
 
+    def class_pixel_counts(self) -> list[int]:
+        """Labelled pixels of each class over the train split's masks (at ``scale``; ignore not counted)."""
+        n = self.peek_taxonomy().num_classes
+        counts = np.zeros(256, np.int64)
+        ds = self.datasets["train"]
+        for i in range(len(ds)):
+            counts += np.bincount(ds.load(i)[1].ravel(), minlength=256)
+        return counts[:n].tolist()
+
     @property
     def num_classes(self) -> int:
         return self.peek_taxonomy().num_classes

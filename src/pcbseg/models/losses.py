@@ -49,3 +49,10 @@ class CombinedLoss(nn.Module):
             # nothing labelled (a tile outside a photographed board): no loss, rather than 0/0 = NaN
             return logits.sum() * 0.0
         return sum(w * self.losses[k](logits, target) for k, w in self.weights.items())
+
+    def set_class_weights(self, class_weights: Sequence[float]) -> None:
+        """Replace the cross-entropy class weights (built with some, so the state dict keeps its keys)."""
+        ce = self.losses["ce"] if "ce" in self.weights else None
+        if ce is None or ce.weight is None:
+            raise ValueError("class weights apply to cross-entropy, which this loss lacks or was built without weights")
+        ce.weight.copy_(torch.as_tensor(class_weights, dtype=ce.weight.dtype))

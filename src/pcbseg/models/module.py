@@ -111,7 +111,9 @@ class SegmentationModule(L.LightningModule):
         class_colours: display colour of each class, RGB 0..255 (built-in colours by name if not given).
         mean, std: input normalisation, RGB in [0, 1] units; default: what the encoder's weights expect.
         loss: weights of ``ce``, ``dice``, ``focal``, ``lovasz`` in the summed loss.
-        class_weights: per-class weights for cross-entropy.
+        class_weights: per-class weights for cross-entropy, or ``"frequency"``: median-frequency
+            balancing from the train split's pixel counts (rare classes such as via and hole weigh
+            more; clipped to [0.1, 10]), computed when training starts and kept in the checkpoint.
         lr: peak learning rate of the decoder and head; the encoder gets ``lr / encoder_lr_div``.
         schedule: ``onecycle``, ``cosine`` or ``constant``; ``warmup_pct`` of each cycle warms up.
         freeze_epochs: epochs (fractions allowed) with the encoder, BatchNorm included, frozen
@@ -137,7 +139,7 @@ class SegmentationModule(L.LightningModule):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         loss: Mapping[str, float] | None = None,
-        class_weights: Sequence[float] | None = None,
+        class_weights: Sequence[float] | str | None = None,
         lr: float = 2e-3,
         encoder_lr_div: float = 10.0,
         weight_decay: float = 1e-4,
@@ -176,10 +178,19 @@ class SegmentationModule(L.LightningModule):
         _check("mean", len(mean) == 3, mean, "three numbers (RGB)")
         _check("std", len(std) == 3 and all(v > 0 for v in std), std, "three positive numbers (RGB)")
         loss = dict(loss) if loss else {"ce": 1.0, "dice": 1.0}
+        by_frequency = class_weights == "frequency"
+        _check("class_weights", class_weights is None or by_frequency or (
+            not isinstance(class_weights, str) and len(class_weights) == num_classes
+            and all(_number(w) and w >= 0 for w in class_weights)), class_weights,
+            f"null, 'frequency' or {num_classes} numbers >= 0")
+        _check("class_weights", not (class_weights and not float(loss.get("ce", 0))), class_weights,
+               "null while model.loss.ce is 0: class weights apply to the cross-entropy term")
         self.save_hyperparameters({
             "arch": arch, "encoder": encoder, "weights": weights, "num_classes": num_classes,
             "class_names": class_names, "ignore_index": ignore_index, "class_colours": colours, "mean": mean,
-            "std": std, "loss": loss, "class_weights": list(class_weights) if class_weights else None, "lr": lr,
+            "std": std, "loss": loss,
+            "class_weights": class_weights if by_frequency or not class_weights else list(class_weights),
+            "lr": lr,
             "encoder_lr_div": encoder_lr_div, "weight_decay": weight_decay, "schedule": schedule,
             "warmup_pct": warmup_pct, "freeze_epochs": freeze_epochs, "freeze_pct": freeze_pct,
             "channels_last": channels_last,
@@ -197,7 +208,9 @@ class SegmentationModule(L.LightningModule):
         self.normalize = Normalize(mean, std)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = CombinedLoss(loss, ignore_index, class_weights)
+        # With "frequency" the weights are known only once the data is: a placeholder keeps the state dict's shape.
+        self.loss_fn = CombinedLoss(loss, ignore_index, [1.0] * num_classes if by_frequency else class_weights)
+        self.class_weights_used: list[float] | None = None if by_frequency else self.hparams.class_weights
         self.train_metrics = SegmentationMetrics(class_names, ignore_index)
         self.val_metrics = SegmentationMetrics(class_names, ignore_index)
         self.test_metrics = SegmentationMetrics(class_names, ignore_index)
@@ -403,6 +416,17 @@ class SegmentationModule(L.LightningModule):
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.train(not frozen)
 
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.get("class_weights") == "frequency" and self.class_weights_used is None:
+            counts = getattr(self.trainer.datamodule, "class_pixel_counts", None)
+            if counts is None:
+                raise ConfigError("model.class_weights='frequency' needs a datamodule with class_pixel_counts() "
+                                  "(PCBDataModule has it); or give the weights as numbers")
+            self.class_weights_used = frequency_weights(counts())
+            shown = {n: round(w, 3) for n, w in zip(self.hparams.class_names, self.class_weights_used, strict=True)}
+            log.info("Class weights from pixel frequency: %s", shown)
+            self.loss_fn.set_class_weights(self.class_weights_used)
+
     def on_train_start(self) -> None:
         self._restore_rng()
         if self._budget_s is not None:
@@ -490,9 +514,12 @@ class SegmentationModule(L.LightningModule):
             "python": random.getstate(),
         }
         checkpoint["pcbseg_thaw"] = list(self._thaw) if self._thaw is not None else None
+        checkpoint["pcbseg_class_weights"] = self.class_weights_used
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._restored_rng = checkpoint.get("pcbseg_rng")
+        if checkpoint.get("pcbseg_class_weights") is not None:  # a resumed run keeps the weights it started with
+            self.class_weights_used = list(checkpoint["pcbseg_class_weights"])
         thaw = checkpoint.get("pcbseg_thaw")
         self._thaw = (int(thaw[0]), float(thaw[1])) if thaw else None
 
@@ -507,6 +534,21 @@ class SegmentationModule(L.LightningModule):
             name, keys, pos, has_gauss, gauss = state["numpy"]
             np.random.set_state((name, np.asarray(keys, np.uint32), pos, has_gauss, gauss))
             random.setstate(_as_tuples(state["python"]))
+
+
+def frequency_weights(pixel_counts: Sequence[int], low: float = 0.1, high: float = 10.0) -> list[float]:
+    """Median-frequency balancing (Eigen & Fergus): median frequency / class frequency, clipped.
+
+    Classes with no pixel get weight 1 (nothing to balance). Example: counts [900, 90, 10] give
+    [0.1, 1.0, 9.0].
+    """
+    counts = np.asarray(pixel_counts, dtype=np.float64)
+    present = counts > 0
+    if not present.any():
+        return [1.0] * len(counts)
+    freq = counts / counts.sum()
+    median = float(np.median(freq[present]))
+    return [float(np.clip(median / f, low, high)) if f > 0 else 1.0 for f in freq]
 
 
 def _count(total: float) -> float:
