@@ -94,6 +94,16 @@ def test_eval_writes_metrics_and_a_self_contained_report(tmp_path: Path, checkpo
     assert f"always the most frequent class: {majority:.3f}" in md
 
 
+def test_eval_at_another_scale_still_scores_every_pixel_at_full_resolution(tmp_path: Path, checkpoint: Path):
+    full = _eval(tmp_path, f"ckpt_path={checkpoint}", "hydra.run.dir=full", "num_show=0", "top_losses=0")
+    half = _eval(tmp_path, f"ckpt_path={checkpoint}", "scale=0.5", "hydra.run.dir=half", "num_show=0", "top_losses=0")
+    assert full.returncode == 0 and half.returncode == 0, half.stderr[-3000:]
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("full", "half"))
+    assert a["tiling"]["scale"] == 1.0 and b["tiling"]["scale"] == 0.5
+    assert a["num_pixels"] == b["num_pixels"]  # the prediction comes back at the photo's size
+    assert a["confusion_matrix"] != b["confusion_matrix"]  # and it was made from half the pixels
+
+
 def test_eval_compares_several_checkpoints(tmp_path: Path, checkpoint: Path):
     result = _eval(tmp_path, f"ckpt_path=[{checkpoint},{checkpoint}]", "tile=64", "overlap=16", "hydra.run.dir=cmp",
                    "num_show=1", "top_losses=1")

@@ -16,6 +16,8 @@ with no validation during training, so both sides spend the minutes on training 
     python scripts/bench/equal_budget.py --work /tmp/eb --resistor data/pcb-resistor \
         --photos /work/rp/photos-15ppm --seeds 0,1,2 --minutes-resistor 2 --minutes-photos 1 [--parallel 1]
     python scripts/bench/equal_budget.py --work /tmp/eb --report-only    # the table from finished jobs
+    python scripts/bench/equal_budget.py --work /tmp/eb --resistor data/pcb-resistor --variants-only \
+        --variants "enc1=model.encoder_lr_div=1;nofreeze=model.freeze_epochs=0"   # recipe ablations, same budget
 """
 
 from __future__ import annotations
@@ -62,7 +64,18 @@ def jobs(args: argparse.Namespace) -> list[dict]:
             for seed in seeds:
                 out.append({"set": "photos", "fold": board, "seed": seed, "root": str(root),
                             "minutes": args.minutes_photos, "extra": [], "crop": 224, "batch": 8})
-    return [dict(j, method=m) for j in out for m in ("pcbseg", "plain")]
+    methods = [("pcbseg", []), ("plain", [])] if not args.variants_only else []
+    methods += [(f"pcbseg+{name}", overrides) for name, overrides in variants(args.variants).items()]
+    return [dict(j, method=m, overrides=o) for j in out for m, o in methods]
+
+
+def variants(spec: str | None) -> dict[str, list[str]]:
+    """``"enc1=model.encoder_lr_div=1;nofreeze=model.freeze_epochs=0,model.lr=1e-3"`` -> {name: overrides}."""
+    out = {}
+    for item in filter(None, (spec or "").split(";")):
+        name, _, overrides = item.partition("=")
+        out[name.strip()] = [o.strip() for o in overrides.split(",") if o.strip()]
+    return out
 
 
 def result_path(work: Path, job: dict) -> Path:
@@ -82,7 +95,7 @@ def run_job(work: Path, job: dict) -> None:
         subprocess.run(cmd, check=True, env=env, stdout=log, stderr=subprocess.STDOUT)
         return
     run_dir = dest.with_suffix("")
-    cmd = [sys.executable, "-m", "pcbseg.cli.train", *job["extra"], "data=folder", f"data.root={job['root']}",
+    cmd = [sys.executable, "-m", "pcbseg.cli.train", *job["extra"], *job["overrides"], "data=folder", f"data.root={job['root']}",
            "data.num_workers=0", f"seed={job['seed']}", "threads=2", "trainer.max_epochs=-1",
            f"+trainer.max_time={_clock(job['minutes'])}", "+trainer.limit_val_batches=0",
            "~callbacks.model_checkpoint", "+trainer.enable_checkpointing=false", "~callbacks.early_stopping",
@@ -126,7 +139,10 @@ def _ms(xs: list[float]) -> str:
 def report(args: argparse.Namespace, names: dict[str, list[str]]) -> None:
     lines = []
     for dataset, classes in names.items():
-        rows = {m: per_seed(args.work, dataset, m) for m in ("pcbseg", "plain")}
+        labels = {"pcbseg": "pcbseg-train default (time budget)", "plain": "plain smp script"}
+        for name, overrides in variants(args.variants).items():
+            labels[f"pcbseg+{name}"] = "pcbseg-train " + " ".join(f"`{o}`" for o in overrides)
+        rows = {m: per_seed(args.work, dataset, m) for m in labels}
         if not rows["pcbseg"] or not rows["plain"]:
             continue
         minutes = args.minutes_resistor if dataset == "resistor" else args.minutes_photos
@@ -137,8 +153,10 @@ def report(args: argparse.Namespace, names: dict[str, list[str]]) -> None:
         lines.append("| recipe | mIoU (mean ± sd) | pixel error | majority-class error | "
                      + " | ".join(classes) + " | optimiser steps per run |")
         lines.append("|---|---|---|---|" + "---|" * len(classes) + "---|")
-        for m, label in (("pcbseg", "pcbseg-train default (time budget)"), ("plain", "plain smp script")):
+        for m, label in labels.items():
             r = rows[m]
+            if not r:
+                continue
             seeds = sorted(r)
             ious = np.nanmean(np.stack([r[s]["iou"] for s in seeds]), 0)
             lines.append(f"| {label} | {_ms([r[s]['mIoU'] for s in seeds])} | "
@@ -173,6 +191,9 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--machine", default="this machine (2 cores)")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--variants", default=None,
+                    help="pcbseg variants to run beside the default: 'name=override,override;name2=...'")
+    ap.add_argument("--variants-only", action="store_true", help="run only the variants (default and plain done)")
     args = ap.parse_args()
     if not args.report_only:
         todo = jobs(args)
