@@ -1,7 +1,7 @@
 """A bounded in-memory cache of decoded (and resized) image/mask pairs, least recently used out first.
 
-Decoding a PNG or JPEG costs as much as a training step's worth of augmentation many times over;
-a dataset that fits in memory is decoded once per loader process. Arrays are handed out read-only,
+A dataset that fits in the bound is decoded (and resized) once per loader process instead of
+once per crop. Arrays are handed out read-only,
 so a transform that tried to change one in place would fail loudly instead of corrupting the cache.
 
 Example:
