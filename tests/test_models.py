@@ -132,6 +132,20 @@ def test_losses_honour_ignore_index(weights: dict):
     assert torch.isclose(loss(logits, ignored), loss(changed, ignored), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["ce", "dice", "focal", "lovasz"])
+def test_every_loss_runs_under_bf16_autocast_and_backpropagates(name: str):
+    """Training runs bf16-mixed on CPUs that have it: each loss must take the logits it gets there."""
+    conv = torch.nn.Conv2d(3, 3, 1)
+    loss = CombinedLoss({name: 1.0}, ignore_index=255)
+    target = torch.randint(0, 3, (2, 16, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = conv(torch.randn(2, 3, 16, 16))
+        value = loss(logits, target)
+    assert logits.dtype == torch.bfloat16 and value.dtype == torch.float32 and torch.isfinite(value)
+    value.backward()
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
+
+
 def test_loss_config_errors():
     with pytest.raises(ValueError, match="unknown loss"):
         CombinedLoss({"bce": 1.0})

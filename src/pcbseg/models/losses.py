@@ -1,7 +1,8 @@
 """A weighted sum of segmentation losses, configured by name.
 
 Cross-entropy is PyTorch's (it takes class weights); Dice, Focal and Lovasz are smp's. All honour
-``ignore_index``.
+``ignore_index``. They are computed in float32 whatever autocast the network ran under: smp's Lovasz
+fails on bfloat16 logits, and sums over many pixels lose precision in bfloat16.
 
 Example:
     >>> import torch
@@ -48,7 +49,9 @@ class CombinedLoss(nn.Module):
         if not (target != self.ignore_index).any():
             # nothing labelled (a tile outside a photographed board): no loss, rather than 0/0 = NaN
             return logits.sum() * 0.0
-        return sum(w * self.losses[k](logits, target) for k, w in self.weights.items())
+        with torch.autocast(logits.device.type, enabled=False):
+            logits = logits.float()
+            return sum(w * self.losses[k](logits, target) for k, w in self.weights.items())
 
     def set_class_weights(self, class_weights: Sequence[float]) -> None:
         """Replace the cross-entropy class weights (built with some, so the state dict keeps its keys)."""
