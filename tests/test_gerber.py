@@ -104,11 +104,12 @@ def test_a_stroke_has_the_area_of_its_geometry(angle: float):
     assert abs(layer.sum() - expected) / expected < 0.04
 
 
-def test_renders_are_aligned_with_their_masks(demo: Path):
+@pytest.mark.parametrize("look", ["classic", "photo"])
+def test_renders_are_aligned_with_their_masks(demo: Path, look: str):
     _, (top, _) = label_board(demo, px_per_mm=20)
     hole_id = TAX.id_of("hole")
     for seed in range(40):  # a crop that holds drilled holes (the demo board has several)
-        image, mask = render_crop(top, TAX, np.random.default_rng(seed), size=160, px_per_mm=(16, 20))
+        image, mask = render_crop(top, TAX, np.random.default_rng(seed), size=160, px_per_mm=(16, 20), look=look)
         if (mask == hole_id).sum() > 60:
             break
     else:

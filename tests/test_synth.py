@@ -1,4 +1,5 @@
 import hashlib
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,42 @@ def test_labels_are_mostly_valid_not_ignore():
     _, mask = render_board(5, size=160)
     assert (mask == 255).mean() < 0.02
     assert 0.2 < (mask == 0).mean() < 0.95  # board shows, but is not blank
+
+
+def test_photo_look_warps_image_and_labels_alike():
+    """Paint each class its own colour, warp with the photo look's oblique views and lens, decode the colours back."""
+    from pcbseg.data.synth.appearance import geometry
+    from pcbseg.data.synth.scene import lens
+
+    rng = np.random.default_rng(0)
+    lab = np.zeros((200, 200), np.uint8)
+    for k in range(60):  # blocks of classes 0..6, at least 6 px wide
+        y, x, h, w = rng.integers(0, 190, 4)
+        lab[y:y + 6 + h // 4, x:x + 6 + w // 4] = k % 7
+    lut = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], np.float32)
+    warps = [geometry(np.random.default_rng(seed), lut[lab], lab, 160, 255, "photo") for seed in range(12)]
+    warps.append(lens(np.random.default_rng(1), lut[lab][20:180, 20:180], lab[20:180, 20:180], 255))
+    for img, out in warps:
+        decoded = np.abs(img[..., None, :] - lut[None, None]).sum(-1).argmin(-1)
+        seen = out != 255
+        assert seen.mean() > 0.8 and (decoded[seen] == out[seen]).mean() > 0.97
+    assert any(not np.array_equal(a[1], b[1]) for a, b in itertools.pairwise(warps))
+
+
+def test_photo_look_changes_colours_only_where_it_does_not_warp(tmp_path: Path):
+    from pcbseg.data.gerber.example import write_example_board
+    from pcbseg.data.gerber.labels import label_board
+    from pcbseg.data.gerber.render import render_full
+
+    _, sides = label_board(write_example_board(tmp_path / "demo"), px_per_mm=20)
+    tax = get_taxonomy("default")
+    img_a, lab_a = render_full(sides[0], tax, np.random.default_rng(3))
+    img_b, lab_b = render_full(sides[0], tax, np.random.default_rng(3), look="photo")
+    assert np.array_equal(lab_a, lab_b) and not np.array_equal(img_a, img_b)
+    root = write_dataset(tmp_path / "photo", num_boards=3, size=64, workers=1, look="photo")
+    assert '"look": "photo"' in (root / "synth.json").read_text()
+    with pytest.raises(ValueError, match="look"):
+        render_board(0, size=64, look="glossy")
 
 
 def test_written_dataset_is_byte_identical_for_the_same_seed(tmp_path: Path):

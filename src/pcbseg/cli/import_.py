@@ -186,6 +186,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--taxonomy", choices=["default", "fine"], default="default")
     g.add_argument("--outside", choices=["ignore", "background"], default="ignore",
                    help="label of pixels outside the board outline")
+    g.add_argument("--look", choices=["classic", "photo"], default="classic",
+                   help="photo: also stray ink, backdrops, oblique views, lens distortion, glare, exposure, white balance")
     g.add_argument("--valid-pct", type=float, default=0.2, help="share of boards held out")
     g.add_argument("--test-pct", type=float, default=0.0)
     g.add_argument("--seed", type=int, default=0)
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             result = import_gerber(args.boards, args.out, px_per_mm=args.px_per_mm, renders=args.renders, size=args.size,
                                    render_px_per_mm=tuple(args.render_px_per_mm), taxonomy=args.taxonomy,
                                    outside=args.outside, full=not args.no_full, seed=args.seed, valid_pct=args.valid_pct,
-                                   test_pct=args.test_pct, overwrite=args.overwrite)
+                                   test_pct=args.test_pct, overwrite=args.overwrite, look=args.look)
         elif args.format == "photos":
             from pcbseg.data.photo.importer import import_photos
             from pcbseg.data.photo.register import Limits

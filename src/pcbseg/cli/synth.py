@@ -30,7 +30,7 @@ def main(cfg: DictConfig) -> None:
             out = write_dataset(
                 cfg.out, num_boards=cfg.num_boards, size=cfg.size, seed=cfg.seed, taxonomy=cfg.taxonomy,
                 valid_pct=cfg.valid_pct, test_pct=cfg.test_pct, workers=cfg.workers,
-                image_format=cfg.image_format, overwrite=cfg.overwrite,
+                image_format=cfg.image_format, overwrite=cfg.overwrite, look=cfg.get("look", "classic"),
                 on_board=lambda _: bar.advance(task),
             )
     except (FileExistsError, ValueError) as e:

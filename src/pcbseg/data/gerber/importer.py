@@ -30,6 +30,7 @@ from pcbseg.data.builder import DatasetBuilder, ImportResult
 from pcbseg.data.gerber.files import GerberError
 from pcbseg.data.gerber.labels import label_board
 from pcbseg.data.gerber.render import render_crop, render_full
+from pcbseg.data.synth.scene import check_look
 from pcbseg.jsonfile import write_json
 from pcbseg.taxonomy import Taxonomy, get_taxonomy
 
@@ -39,17 +40,18 @@ BOARDS_FILE = "gerber_boards.json"
 def import_gerber(boards: Sequence[str | Path], out: str | Path, px_per_mm: float = 20.0, renders: int = 8,
                   size: int = 512, render_px_per_mm: tuple[float, float] = (8.0, 20.0), taxonomy: str | Taxonomy = "default",
                   outside: str = "ignore", full: bool = True, seed: int = 0, valid_pct: float = 0.2, test_pct: float = 0.0,
-                  overwrite: bool = False) -> ImportResult:
+                  overwrite: bool = False, look: str = "classic") -> ImportResult:
     """Build a dataset at ``out`` from board folders; see the module docstring."""
     tax = get_taxonomy(taxonomy) if isinstance(taxonomy, str) else taxonomy
     if outside not in ("ignore", "background"):
         raise ValueError(f"outside must be 'ignore' or 'background', got {outside!r}")
+    check_look(look)
     out = Path(out)
     records = {}
     with DatasetBuilder(out, tax, source=", ".join(str(b) for b in boards), overwrite=overwrite) as builder:
         builder.notes += [f"Labels at {px_per_mm} px/mm; {renders} crop(s) of {size} px at {render_px_per_mm[0]}-"
                           f"{render_px_per_mm[1]} px/mm per side" + (" plus one whole-side render" if full else "")
-                          + f"; outside the board outline: {outside}. The group of every image is its board.", ""]
+                          + f"; outside the board outline: {outside}; look: {look}. The group of every image is its board.", ""]
         rows = ["| board | layers found (X2 / by name) | objects by attribute | by rule | vias | pads | components | "
                 "seconds |", "|---|---|---|---|---|---|---|---|"]
         for index, board_dir in enumerate(boards):
@@ -63,8 +65,9 @@ def import_gerber(boards: Sequence[str | Path], out: str | Path, px_per_mm: floa
                 continue
             rng = np.random.default_rng([seed, index])
             for side in sides:
-                shots = ([("full", render_full(side, tax, rng, outside=outside))] if full else [])
-                shots += [(f"{k:03d}", render_crop(side, tax, rng, size, render_px_per_mm, outside)) for k in range(renders)]
+                shots = ([("full", render_full(side, tax, rng, outside=outside, look=look))] if full else [])
+                shots += [(f"{k:03d}", render_crop(side, tax, rng, size, render_px_per_mm, outside, look))
+                          for k in range(renders)]
                 for tag, (image, mask) in shots:
                     builder.add(f"{name}_{side.side}_{tag}", image, mask, group=name, source_file=board_dir,
                                 image_ext=".jpg")

@@ -4,8 +4,8 @@ The appearance is the synthetic boards' (:func:`pcbseg.data.synth.appearance.pai
 openings of the files deciding which copper is bare: soldermask over copper,
 exposed pad finish, silkscreen, drilled holes, component bodies, relief, uneven light, then the
 same camera (small perspective, blur, sensor noise, JPEG). Each render draws its own appearance
-seed, scale and crop; what lies outside the board is a plain surface and is labelled ignore (or
-background).
+seed, scale and crop; what lies outside the board is a plain surface (with ``look="photo"``: paper,
+graph paper, wood, glass or a mat) and is labelled ignore (or background).
 
 Example:
     >>> import tempfile
@@ -28,6 +28,7 @@ import numpy as np
 
 from pcbseg.data.gerber.labels import SideLabels
 from pcbseg.data.synth.appearance import BoardLayers, camera, paint, sensor
+from pcbseg.data.synth.scene import backdrop
 from pcbseg.taxonomy import Taxonomy
 
 # Body colours by kind (RGB 0..1): chip resistors black, MLCCs tan, plastic ICs near-black,
@@ -53,7 +54,7 @@ def _component_colours(side: SideLabels, rng: np.random.Generator) -> np.ndarray
 
 
 def _paint_window(side: SideLabels, taxonomy: Taxonomy, outside: str, rng: np.random.Generator, window: tuple[int, int, int, int],
-                  out_shape: tuple[int, int], px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
+                  out_shape: tuple[int, int], px_per_mm: float, look: str = "classic") -> tuple[np.ndarray, np.ndarray]:
     """Paint the base-resolution window (r0, c0, r1, c1; may reach past the canvas) resampled to ``out_shape``."""
     r0, c0, r1, c1 = window
     h, w = side.board.shape
@@ -84,16 +85,20 @@ def _paint_window(side: SideLabels, taxonomy: Taxonomy, outside: str, rng: np.ra
     lab = cut(side.label_map(taxonomy, outside), cv2.INTER_NEAREST, border=taxonomy.ignore_index if outside == "ignore" else 0)
     comp_alpha = (ids > 0).astype(np.uint8) if ids is not None else None
     comp_rgb = _component_colours(side, rng)[ids] if ids is not None else None
-    img = paint(layers, px_per_mm, rng, comp_alpha, comp_rgb, tented=True)  # what is not bare is covered
-    surface = np.array([rng.uniform(0.15, 0.85)] * 3, np.float32) * (1 + rng.uniform(-0.1, 0.1, 3)).astype(np.float32)
+    img = paint(layers, px_per_mm, rng, comp_alpha, comp_rgb, tented=True, look=look)  # what is not bare is covered
+    if look == "photo":  # paper, graph paper, wood, glass, a mat
+        surface = backdrop(rng, out_shape, px_per_mm=px_per_mm)
+    else:
+        surface = np.array([rng.uniform(0.15, 0.85)] * 3, np.float32) * (1 + rng.uniform(-0.1, 0.1, 3)).astype(np.float32)
     a = cv2.GaussianBlur(board.astype(np.float32), (0, 0), 0.7)[..., None]
     img = img * a + surface * (1 - a)
     return img, lab
 
 
 def render_crop(side: SideLabels, taxonomy: Taxonomy, rng: np.random.Generator, size: int = 512,
-                px_per_mm: tuple[float, float] = (8.0, 20.0), outside: str = "ignore") -> tuple[np.ndarray, np.ndarray]:
-    """One ``size`` x ``size`` photo of part of the side at a random scale, and its mask."""
+                px_per_mm: tuple[float, float] = (8.0, 20.0), outside: str = "ignore",
+                look: str = "classic") -> tuple[np.ndarray, np.ndarray]:
+    """One ``size`` x ``size`` photo of part of the side at a random scale, and its mask (``look``: see ``paint``)."""
     base = side.canvas.px_per_mm
     ppm = float(rng.uniform(*px_per_mm))
     canvas = int(math.ceil(size * 1.2)) + 8  # margin for the camera's rotation and perspective
@@ -103,15 +108,15 @@ def render_crop(side: SideLabels, taxonomy: Taxonomy, rng: np.random.Generator, 
     cy, cx = (rows[k], cols[k]) if len(rows) else (side.board.shape[0] // 2, side.board.shape[1] // 2)
     r0, c0 = int(round(cy - span / 2)), int(round(cx - span / 2))
     r1, c1 = r0 + int(round(span)), c0 + int(round(span))
-    img, lab = _paint_window(side, taxonomy, outside, rng, (r0, c0, r1, c1), (canvas, canvas), ppm)
-    return camera(rng, img, lab, size, taxonomy.ignore_index)
+    img, lab = _paint_window(side, taxonomy, outside, rng, (r0, c0, r1, c1), (canvas, canvas), ppm, look)
+    return camera(rng, img, lab, size, taxonomy.ignore_index, look)
 
 
 def render_full(side: SideLabels, taxonomy: Taxonomy, rng: np.random.Generator, max_side: int = 2048,
-                outside: str = "ignore") -> tuple[np.ndarray, np.ndarray]:
+                outside: str = "ignore", look: str = "classic") -> tuple[np.ndarray, np.ndarray]:
     """The whole side in one photo (no perspective), its long side at most ``max_side`` px."""
     h, w = side.board.shape
     scale = min(1.0, max_side / max(h, w))
     shape = (max(1, round(h * scale)), max(1, round(w * scale)))
-    img, lab = _paint_window(side, taxonomy, outside, rng, (0, 0, h, w), shape, side.canvas.px_per_mm * scale)
-    return sensor(rng, img), lab
+    img, lab = _paint_window(side, taxonomy, outside, rng, (0, 0, h, w), shape, side.canvas.px_per_mm * scale, look)
+    return sensor(rng, img, look), lab

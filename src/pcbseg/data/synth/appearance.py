@@ -4,6 +4,8 @@
 it, pad finish, silkscreen, drills, component bodies, relief, uneven light, glints);
 :func:`camera` adds a slight rotation and perspective, and :func:`sensor` blur, noise and JPEG.
 Nothing here moves a pixel between layers and labels except :func:`camera`, which warps both.
+``look="photo"`` adds what real photos show beyond that (:mod:`.scene`): ink no file holds,
+oblique views, lens distortion, glare, exposure and white balance.
 
 Example:
     >>> import numpy as np
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from pcbseg.data.synth.scene import check_look, expose, glare, lens, stray_ink
 
 # RGB in 0..1. Soldermask colours as they photograph, not as named.
 MASK_COLOURS = {
@@ -81,14 +85,16 @@ def soft(layer: np.ndarray, sigma: float) -> np.ndarray:
 
 def paint(layers: BoardLayers, px_per_mm: float, rng: np.random.Generator, comp_alpha: np.ndarray | None = None,
           comp_rgb: np.ndarray | None = None, comp_metal: np.ndarray | None = None,
-          tented: bool | None = None) -> np.ndarray:
+          tented: bool | None = None, look: str = "classic") -> np.ndarray:
     """Paint a photo-like RGB float image in [0, 1] from a board's layers (any height and width).
 
     Soldermask over copper, exposed pad finish, silkscreen, drills, component bodies (``comp_alpha``
     0/1, ``comp_rgb`` colour, ``comp_metal`` shiny parts), relief and uneven light. ``tented``
     covers the ``via`` layer with soldermask (None: drawn at random, 55% tented). The procedural
-    boards and the Gerber renders are both painted here, so they look alike.
+    boards and the Gerber renders are both painted here, so they look alike. ``look="photo"``
+    adds lot codes, stamps and marker dots that no layer holds (left unlabelled, as on real boards).
     """
+    check_look(look)
     L, ppm = layers, px_per_mm
     shape = L.trace.shape
     zeros = np.zeros(shape, np.uint8)
@@ -171,12 +177,26 @@ def paint(layers: BoardLayers, px_per_mm: float, rng: np.random.Generator, comp_
     t = rng.uniform(0.55, 0.8)
     glint = np.clip((smooth_field(rng, shape, max(6, s // 10)) - t) / (1 - t), 0, 1) ** 2
     img += (glint * shiny * rng.uniform(0.4, 0.9))[..., None]
+    if look == "photo":
+        img = stray_ink(rng, img, ppm)
     return img
 
 
 
-def camera(rng: np.random.Generator, img: np.ndarray, lab: np.ndarray, out: int, ignore: int) -> tuple[np.ndarray, np.ndarray]:
-    """Small rotation/perspective of a square canvas, centre crop to ``out``, then blur, sensor noise and JPEG."""
+def camera(rng: np.random.Generator, img: np.ndarray, lab: np.ndarray, out: int, ignore: int,
+           look: str = "classic") -> tuple[np.ndarray, np.ndarray]:
+    """Small rotation/perspective of a square canvas, centre crop to ``out``, then blur, sensor noise and JPEG.
+
+    ``look="photo"``: sometimes an oblique view (up to 8% corner shifts) and lens distortion too,
+    and :func:`sensor`'s photo effects. Labels follow every warp, by nearest neighbour.
+    """
+    img, lab = geometry(rng, img, lab, out, ignore, look)
+    return sensor(rng, img, look), lab
+
+
+def geometry(rng: np.random.Generator, img: np.ndarray, lab: np.ndarray, out: int, ignore: int,
+             look: str = "classic") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`camera`'s warps alone: image (float) and labels moved alike, cropped to ``out``."""
     s = img.shape[0]
     m = (s - out) / 2
     src = np.float32([[m, m], [m + out, m], [m + out, m + out], [m, m + out]])
@@ -184,17 +204,27 @@ def camera(rng: np.random.Generator, img: np.ndarray, lab: np.ndarray, out: int,
     c = s / 2
     rot = np.float32([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
     src = (src - c) @ rot.T + c + rng.uniform(-0.025, 0.025, (4, 2)).astype(np.float32) * out
+    if check_look(look) == "photo" and rng.random() < 0.3:  # seen at an angle, as phones often do
+        src = src + rng.uniform(-0.08, 0.08, (4, 2)).astype(np.float32) * out
     dst = np.float32([[0, 0], [out, 0], [out, out], [0, out]])
     h = cv2.getPerspectiveTransform(src, dst)
     img = cv2.warpPerspective(img, h, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     lab = cv2.warpPerspective(lab, h, (out, out), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=ignore)
+    if look == "photo" and rng.random() < 0.5:
+        img, lab = lens(rng, img, lab, ignore)
+    return img, lab
 
-    return sensor(rng, img), lab
 
 
+def sensor(rng: np.random.Generator, img: np.ndarray, look: str = "classic") -> np.ndarray:
+    """Lens blur, sensor noise, sometimes a monochrome camera, and JPEG artefacts: float RGB -> uint8.
 
-def sensor(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """Lens blur, sensor noise, sometimes a monochrome camera, and JPEG artefacts: float RGB -> uint8."""
+    ``look="photo"`` first adds a glare band (40% of photos) and draws exposure and white balance.
+    """
+    if check_look(look) == "photo":
+        if rng.random() < 0.4:
+            img = img + glare(rng, img.shape[:2])[..., None]
+        img = expose(rng, img)
     sigma = rng.uniform(0.0, 1.0)
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)

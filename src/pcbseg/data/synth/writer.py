@@ -25,12 +25,13 @@ from pcbseg.data.layout import DatasetLayout, write_image, write_mask
 from pcbseg.data.splits import make_splits, write_splits
 from pcbseg.data.synth.appearance import camera, paint
 from pcbseg.data.synth.board import Board
+from pcbseg.data.synth.scene import check_look
 from pcbseg.jsonfile import write_json
 from pcbseg.taxonomy import Taxonomy, get_taxonomy
 
 
 def render_board(seed: int, size: int = 384, taxonomy: str | Taxonomy = "default",
-                 px_per_mm: tuple[float, float] = (6.0, 16.0)) -> tuple[np.ndarray, np.ndarray]:
+                 px_per_mm: tuple[float, float] = (6.0, 16.0), look: str = "classic") -> tuple[np.ndarray, np.ndarray]:
     """Render one board photo and its label mask.
 
     Args:
@@ -38,6 +39,8 @@ def render_board(seed: int, size: int = 384, taxonomy: str | Taxonomy = "default
         size: output side in pixels (square).
         taxonomy: ``"default"``, ``"fine"`` or a :class:`~pcbseg.taxonomy.Taxonomy`.
         px_per_mm: range the board's scale is drawn from.
+        look: ``classic``, or ``photo`` for what real photos add (stray ink, oblique views, lens
+            distortion, glare, exposure and white balance; :mod:`.scene`).
 
     Returns:
         ``(image, mask)``: ``size x size x 3`` RGB uint8 and ``size x size`` uint8 class ids
@@ -65,8 +68,8 @@ def render_board(seed: int, size: int = 384, taxonomy: str | Taxonomy = "default
     if rng.random() < 0.35:
         board.pour()
     board.silkscreen({})
-    img = paint(board.layers, ppm, rng, board.comp_alpha, board.comp_rgb, board.comp_metal)
-    return camera(rng, img, board.label_map(), size, tax.ignore_index)
+    img = paint(board.layers, ppm, rng, board.comp_alpha, board.comp_rgb, board.comp_metal, look=look)
+    return camera(rng, img, board.label_map(), size, tax.ignore_index, look)
 
 
 
@@ -78,11 +81,11 @@ def board_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
 
 
-def _write_board(args: tuple[Path, int, int, int, str, str]) -> str:
-    images, index, seed, size, taxonomy, ext = args
+def _write_board(args: tuple[Path, int, int, int, str, str, str]) -> str:
+    images, index, seed, size, taxonomy, ext, look = args
     cv2.setNumThreads(1)  # one board per process already fills the cores
     image_id = f"board_{index:05d}"
-    image, mask = render_board(board_seed(seed, index), size, taxonomy)
+    image, mask = render_board(board_seed(seed, index), size, taxonomy, look=look)
     write_image(images / f"{image_id}.{ext}", image)
     write_mask(images.parent / "masks" / f"{image_id}.png", mask)
     return image_id
@@ -106,13 +109,14 @@ def write_dataset(
     image_format: str = "png",
     overwrite: bool = False,
     on_board: Callable[[str], None] | None = None,
+    look: str = "classic",
 ) -> Path:
     """Render ``num_boards`` boards into a dataset folder in the canonical layout.
 
     The folder is built beside ``out`` and moved into place when complete, so an interrupted run
     never leaves a half dataset behind. An existing non-empty ``out`` is refused unless
     ``overwrite``. Each board is its own group in ``splits.csv``. ``on_board`` is called with each
-    finished board's id (for progress bars).
+    finished board's id (for progress bars). ``look``: see :func:`render_board`.
 
     Example:
         >>> import tempfile, pathlib
@@ -126,6 +130,7 @@ def write_dataset(
     if image_format not in ("png", "jpg"):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     tax = get_taxonomy(taxonomy)
+    check_look(look)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: not empty; pass overwrite=true to replace it, or choose another out=")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +139,7 @@ def write_dataset(
         layout = DatasetLayout(tmp)
         layout.images.mkdir()
         layout.masks.mkdir()
-        jobs = [(layout.images, i, seed, size, taxonomy, image_format) for i in range(num_boards)]
+        jobs = [(layout.images, i, seed, size, taxonomy, image_format, look) for i in range(num_boards)]
         workers = workers or os.cpu_count() or 1
         if workers > 1 and num_boards > 4:
             ctx = multiprocessing.get_context("spawn")  # fork after torch/cv2 threads start can hang
@@ -147,7 +152,7 @@ def write_dataset(
         write_splits(layout.splits, make_splits(ids, valid_pct, test_pct, seed))
         meta = {"generator": "pcbseg.data.synth", "version": __version__, "num_boards": num_boards, "size": size,
                 "seed": seed, "taxonomy": taxonomy, "valid_pct": valid_pct, "test_pct": test_pct,
-                "image_format": image_format}
+                "image_format": image_format, "look": look}
         write_json(tmp / SYNTH_META, meta)
         if out.exists():
             shutil.rmtree(out) if overwrite else out.rmdir()  # rmdir: only an empty folder goes
