@@ -176,6 +176,32 @@ def test_scale_resizes_images_and_maps_masks_by_nearest_neighbour(dataset: Path)
     assert (vb["mask"][0, 48:] == 255).all()  # padding is ignore
 
 
+def test_scale_jitter_zooms_training_crops_with_masks_by_nearest_neighbour(dataset: Path):
+    """A zoom of exactly 2 turns each source pixel into a 2x2 block: the mask is never blended."""
+    dm = _dm(dataset, "data.scale_jitter=[2.0,2.0]", "data.crop_size=64", "data.batch_size=4")
+    dm.prepare_data()
+    dm.setup("fit")
+    masks = next(iter(dm.train_dataloader()))["mask"].numpy()
+    assert masks.shape == (4, 64, 64)
+    blocks = masks[:, ::2, ::2].repeat(2, 1).repeat(2, 2)
+    assert np.array_equal(masks, blocks)
+    ids = set(np.unique(masks)) - {255}
+    truth = set().union(*(np.unique(read_mask(f)) for f in (dataset / "masks").iterdir()))
+    assert ids <= truth and len(ids) > 1
+
+
+def test_scale_jitter_and_px_per_mm_are_checked_and_recorded_by_the_model(dataset: Path):
+    from pcbseg.api import build
+
+    with pytest.raises(ValueError, match="scale_jitter"):
+        PCBDataModule(dataset, scale_jitter=[1.5, 0.5])
+    with pytest.raises(ValueError, match="px_per_mm"):
+        PCBDataModule(dataset, px_per_mm=-3)
+    _, model = build(["data=folder", f"data.root={dataset}", "data.num_workers=0", "model.weights=null",
+                      "data.scale=0.5", "data.px_per_mm=20", "data.scale_jitter=[0.8,1.25]"])
+    assert model.hparams.input_px_per_mm == 10.0 and model.hparams.input_scale_jitter == [0.8, 1.25]
+
+
 def test_loader_workers_auto_follows_the_cores():
     from pcbseg.hardware import loader_workers
 
@@ -183,3 +209,27 @@ def test_loader_workers_auto_follows_the_cores():
     assert loader_workers(3) == 3
     with pytest.raises(ValueError, match="num_workers"):
         loader_workers(-1)
+
+
+def test_source_weights_set_each_sources_share_of_training_samples(tmp_path: Path):
+    from pcbseg.data.merge import merge_datasets
+    from pcbseg.data.synth import write_dataset
+
+    big = write_dataset(tmp_path / "sim", num_boards=12, size=64, seed=1, workers=1, valid_pct=0.25)
+    small = write_dataset(tmp_path / "photos", num_boards=4, size=64, seed=2, workers=1, valid_pct=0.25)
+    merged = merge_datasets([big, small], tmp_path / "both").root
+    dm = _dm(merged, "data.source_weights={sim: 1, photos: 3}", "data.crop_size=64")
+    dm.prepare_data()
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    sampler = dm.train_dataloader().sampler
+    drawn = [train.ids[i].split("__")[0] for epoch in range(40) for i, _ in (sampler.set_epoch(epoch) or sampler)]
+    assert len(drawn) == 40 * len(train) and abs(drawn.count("photos") / len(drawn) - 0.75) < 0.05
+    plain = _dm(merged, "data.crop_size=64")
+    plain.prepare_data()
+    plain.setup("fit")
+    share = [i.split("__")[0] for i in plain.datasets["train"].ids].count("photos") / len(plain.datasets["train"])
+    assert share < 0.4  # without weights, the small source keeps its small share
+    bad = _dm(merged, "data.source_weights={sims: 1}")
+    with pytest.raises(DatasetError, match="sims"):
+        bad.setup("fit")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 from PIL import Image
 
 from pcbseg.data.synth import render_board
-from pcbseg.inference import TiledPredictor, tile_starts, window
+from pcbseg.inference import TiledPredictor, no_board_note, tile_starts, window
 from pcbseg.models.module import SegmentationModule
 
 
@@ -218,3 +219,53 @@ def test_model_predicts_at_the_scale_it_was_trained_at():
     m = SegmentationModule(weights=None, num_classes=3, input_scale=0.5).eval()
     assert m.predictor().scale == 0.5 and m.predictor(scale=1.0).scale == 1.0
     assert m.predict(np.zeros((70, 90, 3), np.uint8)).shape == (70, 90)
+
+
+def test_px_per_mm_brings_photos_to_the_trained_px_per_mm_and_warns_far_outside(caplog: pytest.LogCaptureFixture):
+    m = SegmentationModule(weights=None, num_classes=3, input_scale=0.5, input_px_per_mm=15.0,
+                           input_scale_jitter=[0.8, 1.25]).eval()
+    with caplog.at_level(logging.WARNING):
+        assert m.predictor(px_per_mm=30).scale == 0.5 and m.predictor(px_per_mm=15).scale == 1.0
+        assert m.predict(np.zeros((70, 90, 3), np.uint8), px_per_mm=45).shape == (70, 90)
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING):
+        assert m.predictor(px_per_mm=60, scale=1.0).scale == 1.0  # reaches the network at 60 px/mm
+    assert "60 px/mm (given)" in caplog.text and "12-18.8 px/mm" in caplog.text
+    bare = SegmentationModule(weights=None, num_classes=3, input_scale=0.5).eval()
+    with pytest.raises(ValueError, match="scale="):
+        bare.predictor(px_per_mm=30)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        bare.predictor(scale=2.0)  # 4 times the training zoom, the photo's px/mm assumed to be the data's
+    assert "assuming the photo has the training images' px/mm" in caplog.text
+
+
+def test_no_board_note_flags_blank_frames_but_no_board_photo(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:600, 0:800] / 800.0
+    vignette = 230 - 60 * ((yy - 0.37) ** 2 + (xx - 0.5) ** 2)
+    blank = np.clip(vignette[..., None] + rng.normal(0, 3, (600, 800, 3)), 0, 255).astype(np.uint8)
+    assert "no board found" in no_board_note(blank)
+    assert no_board_note(np.zeros((40, 50, 3), np.uint8)) and no_board_note(np.zeros((1, 1, 3), np.uint8))
+    for seed in range(5):
+        assert no_board_note(render_board(seed, size=128)[0]) is None
+    photos = Path(__file__).resolve().parents[2] / "shared" / "data" / "board-photos"
+    if photos.is_dir():  # every real board photo there is seen as one
+        from pcbseg.data.layout import read_image
+
+        shots = sorted(photos.glob("*/photos/*"))
+        assert shots and [p.name for p in shots if no_board_note(read_image(p))] == []
+
+
+def test_predict_gives_a_photo_with_no_board_an_all_background_mask_and_a_note(tmp_path: Path, checkpoint: Path):
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "wall.jpg"), np.full((150, 200, 3), 215, np.uint8))
+    cv2.imwrite(str(tmp_path / "in" / "board.png"), render_board(2, size=96)[0][..., ::-1])
+    result = _predict(tmp_path, f"ckpt_path={checkpoint}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
+                      "tile=64", "overlap=16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = result.stdout + result.stderr
+    assert "wall.jpg: no board found" in log and "board.png: no board" not in log
+    wall = cv2.imread(str(tmp_path / "out" / "wall_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert wall.shape == (150, 200) and (wall == 0).all()  # background is class 0 of the default classes
+    assert (tmp_path / "out" / "board_mask.png").is_file()

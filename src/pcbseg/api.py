@@ -121,7 +121,9 @@ def build(cfg: DictConfig | Sequence[str] | None = None) -> tuple[Any, Segmentat
     datamodule = instantiate(cfg.data, augment=augment, seed=cfg.get("seed"))
     taxonomy = datamodule.peek_taxonomy()
     # The dataset owns its classes and the scale its images are read at; the model records both.
+    ppm = getattr(datamodule, "px_per_mm", None)
     model = instantiate(cfg.model, num_classes=taxonomy.num_classes, class_names=list(taxonomy.names),
                         ignore_index=taxonomy.ignore_index, class_colours=[list(c) for c in taxonomy.colors],
-                        input_scale=datamodule.scale)
+                        input_scale=datamodule.scale, input_px_per_mm=ppm * datamodule.scale if ppm else None,
+                        input_scale_jitter=getattr(datamodule, "scale_jitter", None))
     return datamodule, model

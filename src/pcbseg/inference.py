@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+# Boards within this factor of the zooms a model was trained at are predicted without a warning.
+SCALE_TOLERANCE = 1.5
 
 
 @dataclass
@@ -68,6 +70,74 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     starts = list(range(0, length - tile, stride))
     starts.append(length - tile)  # the last tile ends at the border instead of hanging over it
     return starts
+
+
+def predict_scale(trained_scale: float = 1.0, trained_px_per_mm: float | None = None,
+                  jitter: Sequence[float] | None = None, scale: float | None = None,
+                  px_per_mm: float | None = None) -> tuple[float, str | None]:
+    """The factor to resize a photo by before predicting, and a warning if the model never saw boards that size.
+
+    ``scale`` is used as given; else ``px_per_mm`` (the photo's) is brought to the ``trained_px_per_mm``
+    the network saw in training; else the photo is assumed to be at the training images' px/mm and
+    resized by ``trained_scale``. The warning comes when the zoom the network would see lies outside
+    the trained zooms (``jitter`` around the trained one) by more than ``SCALE_TOLERANCE``.
+
+    Example:
+        >>> predict_scale(1.0, trained_px_per_mm=15.0, px_per_mm=30.0)
+        (0.5, None)
+        >>> predict_scale(0.5, trained_px_per_mm=7.5, scale=2.0)[1][:44]
+        'scale=2 shows the network boards at 4 times '
+    """
+    if px_per_mm is not None and not (isinstance(px_per_mm, (int, float)) and px_per_mm > 0):
+        raise ValueError(f"px_per_mm={px_per_mm!r}: must be the photo's pixels per millimetre, a positive number")
+    if scale is None and px_per_mm is not None:
+        if trained_px_per_mm is None:
+            raise ValueError(f"px_per_mm={px_per_mm:g} was given, but the model does not know the px/mm it was trained "
+                             "at (it was trained without data.px_per_mm): pass scale= instead")
+        scale = trained_px_per_mm / px_per_mm
+    scale = trained_scale if scale is None else float(scale)
+    lo, hi = (float(jitter[0]), float(jitter[1])) if jitter else (1.0, 1.0)
+    if px_per_mm is not None and trained_px_per_mm is not None:
+        seen, low, high = px_per_mm * scale, trained_px_per_mm * lo, trained_px_per_mm * hi
+        if not low / SCALE_TOLERANCE <= seen <= high * SCALE_TOLERANCE:
+            return scale, (f"the photo at {px_per_mm:g} px/mm (given) would reach the network at {seen:.3g} px/mm, "
+                           f"but it was trained at {low:.3g}-{high:.3g} px/mm: expect poor masks; drop scale= so "
+                           "px_per_mm= brings it to the trained size")
+        return scale, None
+    zoom = scale / trained_scale  # relative to the training images, whose px/mm the photo is assumed to have
+    if not lo / SCALE_TOLERANCE <= zoom <= hi * SCALE_TOLERANCE:
+        where = f" ({trained_px_per_mm / trained_scale:g} px/mm)" if trained_px_per_mm else ""
+        return scale, (f"scale={scale:g} shows the network boards at {zoom:.3g} times the size it was trained on, "
+                       f"assuming the photo has the training images' px/mm{where}; trained zooms "
+                       f"{lo:g}-{hi:g}: expect poor masks, or give px_per_mm= to resize by the photo's own")
+    return scale, None
+
+
+def no_board_note(image: np.ndarray, edge: float = 0.25, min_share: float = 0.001) -> str | None:
+    """Why ``image`` holds no board to segment, or None: almost no edges (a blank sheet, a lens cap, a white-out).
+
+    Measured on the grey image shrunk to at most 512 px: the share of pixels whose Sobel gradient
+    exceeds ``edge`` (intensity in [0, 1]). Sensor noise and vignetting stay far below it; a board's
+    traces, pads and print cross it everywhere. Other scenes without a board are left to the model.
+
+    Example:
+        >>> no_board_note(np.full((300, 400, 3), 200, np.uint8))[:31]
+        'no board found: 0.00% of pixels'
+        >>> no_board_note((np.indices((300, 400)).sum(0) // 8 % 2 * 255).astype(np.uint8)[..., None].repeat(3, 2)) is None
+        True
+    """
+    h, w = image.shape[:2]
+    f = min(1.0, 512 / max(h, w, 1))
+    grey = image.astype(np.float32).mean(axis=2) / 255 if image.ndim == 3 else image.astype(np.float32) / 255
+    if f < 1:
+        grey = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    if min(grey.shape) < 3:
+        return f"no board found: the image is {w}x{h} px"
+    mag = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    share = float((mag > edge).mean())
+    if share >= min_share:
+        return None
+    return f"no board found: {share:.2%} of pixels are edges (a board has far more), so the mask is all background"
 
 
 TTA_TRANSFORMS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]] = {

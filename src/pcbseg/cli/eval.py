@@ -74,7 +74,8 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     dataset = SegmentationDataset(dm.layout.root, ids)
     predictor = module.predictor(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, blend=cfg.blend,
                                  tta=list(cfg.tta), device=cfg.device, precision=str(cfg.precision),
-                                 max_band_width=cfg.max_band_width, scale=cfg.get("scale"))
+                                 max_band_width=cfg.max_band_width, scale=cfg.get("scale"),
+                                 px_per_mm=cfg.get("px_per_mm"))
     samples: list[Sample] = []
 
     def keep(image_id: str, image: np.ndarray, target: np.ndarray, pred: np.ndarray, result: ImageResult) -> None:
@@ -87,7 +88,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     metrics.update({"checkpoint": str(ckpt.resolve()), "dataset": str(dm.layout.root.resolve()), "split": cfg.split})
     out.mkdir(parents=True, exist_ok=True)
     metrics["tiling"] = {"tile": predictor.tile, "overlap": predictor.overlap, "tta": predictor.tta,
-                         "scale": predictor.scale}
+                         "scale": predictor.scale, "px_per_mm": cfg.get("px_per_mm")}
     write_json(out / "metrics.json", metrics)
     rng = np.random.default_rng(cfg.seed)
     shown = [samples[j] for j in sorted(rng.choice(len(samples), min(cfg.num_show, len(samples)), replace=False))]

@@ -3,7 +3,8 @@
     pcbseg-predict ckpt_path=.../best.ckpt input=photos/ output=predictions/ tta=[hflip,vflip]
 
 Unreadable files are reported and skipped; a summary ends the run. Existing outputs are never
-replaced unless ``overwrite=true``.
+replaced unless ``overwrite=true``. A photo with no board in it (almost no edges: a blank sheet, a
+lens cap, a white-out) gets an all-background mask and a note instead of a prediction.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pcbseg.api import CheckpointError, load_model
 from pcbseg.cli import exit_with
 from pcbseg.config import CONFIG_PATH
 from pcbseg.data.layout import IMAGE_EXTENSIONS, DatasetError, read_image, write_image, write_mask
-from pcbseg.inference import TiledPredictor
+from pcbseg.inference import Prediction, TiledPredictor, no_board_note
 from pcbseg.taxonomy import Taxonomy
 
 log = logging.getLogger("pcbseg.predict")
@@ -51,7 +52,8 @@ def build_predictor(cfg: DictConfig) -> tuple[TiledPredictor, Taxonomy]:
     model = load_model(cfg.ckpt_path, device=cfg.device)
     predictor = model.predictor(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, blend=cfg.blend,
                                 tta=list(cfg.tta), device=cfg.device, precision=str(cfg.precision),
-                                max_band_width=cfg.max_band_width, scale=cfg.get("scale"))
+                                max_band_width=cfg.max_band_width, scale=cfg.get("scale"),
+                                px_per_mm=cfg.get("px_per_mm"))
     if cfg.backend == "onnx":
         from pcbseg.export import OnnxForward
 
@@ -68,6 +70,15 @@ def _outputs(out: Path, stem: str, taxonomy: Taxonomy, cfg: DictConfig) -> dict[
     if cfg.save_probs:
         paths.update({f"prob_{n}": out / f"{stem}_prob_{n}.png" for n in taxonomy.names})
     return paths
+
+
+def _background(image: np.ndarray, taxonomy: Taxonomy, num_classes: int, with_probs: bool) -> Prediction:
+    bg = taxonomy.names.index("background") if "background" in taxonomy.names else 0
+    probs = None
+    if with_probs:
+        probs = np.zeros((num_classes, *image.shape[:2]), np.float16)
+        probs[bg] = 1
+    return Prediction(mask=np.full(image.shape[:2], bg, np.uint8), probs=probs)
 
 
 def predict_files(cfg: DictConfig) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -99,7 +110,12 @@ def predict_files(cfg: DictConfig) -> tuple[list[Path], list[tuple[Path, str]]]:
                 log.error("%s", e)
                 continue
             start = time.perf_counter()
-            pred = predictor.predict(image, return_probs=cfg.save_probs)
+            note = no_board_note(image) if cfg.get("no_board_check", True) else None
+            if note:
+                log.warning("%s: %s", path, note)
+                pred = _background(image, taxonomy, predictor.num_classes, cfg.save_probs)
+            else:
+                pred = predictor.predict(image, return_probs=cfg.save_probs)
             write_mask(targets["mask"], pred.mask)
             if cfg.save_overlay:
                 write_image(targets["overlay"], overlay(image, pred.mask, taxonomy, cfg.overlay_alpha), jpeg_quality=90)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import albumentations as A
+import cv2
 import lightning as L
 import numpy as np
 import torch
@@ -60,6 +61,15 @@ class PCBDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes, or ``"auto"`` (see :func:`pcbseg.hardware.loader_workers`).
         scale: every image (and its mask, by nearest neighbour) is resized by this factor before
             cropping, for training and scoring alike; the model records it and predicts at it.
+        scale_jitter: ``(low, high)``: each training crop is zoomed by a random factor in this range
+            on top of ``scale`` (a square of ``crop_size / factor`` px resized to ``crop_size``; the
+            mask by nearest neighbour), so the model meets boards a little nearer and farther.
+        px_per_mm: what the dataset's images hold (pixels per millimetre of board), if known. The
+            model then records the px/mm it saw (``px_per_mm * scale``), and prediction can take a
+            photo's own px/mm instead of a scale (``px_per_mm=`` in ``pcbseg-predict``/``pcbseg-eval``).
+        source_weights: for merged datasets (``pcbseg-import merge``; ids ``<source>__<id>``), the share
+            of training samples drawn from each source, e.g. ``{sim: 1, photos: 1}`` for half and
+            half whatever their sizes (unlisted sources weigh 1). An epoch stays one pass's length.
         cache_mb: decoded (and resized) images kept in memory, in MiB, shared out among the
             loader's processes; least recently used out first. 0 turns the cache off.
         crop_size: side of the random training crop (images smaller than it are padded with ignore).
@@ -83,6 +93,9 @@ class PCBDataModule(L.LightningDataModule):
         num_workers: int | str = 0,
         crop_size: int = 256,
         scale: float = 1.0,
+        scale_jitter: Sequence[float] | None = None,
+        px_per_mm: float | None = None,
+        source_weights: dict[str, float] | None = None,
         cache_mb: float = 1024,
         augment: A.BaseCompose | Sequence[A.BasicTransform] | None = None,
         seed: int | None = None,
@@ -102,6 +115,8 @@ class PCBDataModule(L.LightningDataModule):
         # Stored in checkpoints, so evaluation finds the dataset and holdout a model was trained on.
         self.save_hyperparameters({
             "root": str(root), "batch_size": batch_size, "crop_size": crop_size, "scale": scale, "valid_pct": valid_pct,
+            "scale_jitter": list(scale_jitter) if scale_jitter else None, "px_per_mm": px_per_mm,
+            "source_weights": dict(source_weights) if source_weights else None,
             "test_pct": test_pct, "split_seed": split_seed, "group_pattern": group_pattern, "new_images": new_images,
             "val_tile": val_tile, "pad_divisor": pad_divisor, "synth": dict(synth) if synth else None,
         })
@@ -109,12 +124,24 @@ class PCBDataModule(L.LightningDataModule):
             raise ValueError(f"crop_size={crop_size} must be a multiple of pad_divisor={pad_divisor} (the encoder's stride)")
         if not (isinstance(scale, (int, float)) and 0.05 <= scale <= 8):
             raise ValueError(f"data.scale={scale!r} must be a number in [0.05, 8] (1 keeps images as they are)")
+        if scale_jitter is not None and not (
+                len(scale_jitter) == 2 and all(isinstance(v, (int, float)) for v in scale_jitter)
+                and 0.1 <= scale_jitter[0] <= scale_jitter[1] <= 10):
+            raise ValueError(f"data.scale_jitter={scale_jitter!r} must be [low, high] with 0.1 <= low <= high <= 10 "
+                             "(or null for none)")
+        if px_per_mm is not None and not (isinstance(px_per_mm, (int, float)) and 0.5 <= px_per_mm <= 500):
+            raise ValueError(f"data.px_per_mm={px_per_mm!r} must be the images' pixels per mm (0.5 to 500), or null")
         if not (isinstance(cache_mb, (int, float)) and cache_mb >= 0):
             raise ValueError(f"data.cache_mb={cache_mb!r} must be a number of MiB >= 0")
         self.layout = DatasetLayout(root)
         self.batch_size, self.crop_size = batch_size, crop_size
         self.num_workers = loader_workers(num_workers)
         self.scale, self.cache_mb = float(scale), float(cache_mb)
+        self.scale_jitter = (float(scale_jitter[0]), float(scale_jitter[1])) if scale_jitter else None
+        self.px_per_mm = float(px_per_mm) if px_per_mm is not None else None
+        self.source_weights = {str(k): float(v) for k, v in (source_weights or {}).items()}
+        if any(v < 0 for v in self.source_weights.values()) or (self.source_weights and not any(self.source_weights.values())):
+            raise ValueError(f"data.source_weights={self.source_weights}: weights must be >= 0, and not all 0")
         self.augment = augment
         self.seed = seed
         self.split_args = {"valid_pct": valid_pct, "test_pct": test_pct, "seed": split_seed,
@@ -125,6 +152,7 @@ class PCBDataModule(L.LightningDataModule):
         self.synth = dict(synth) if synth else None
         self.taxonomy: Taxonomy | None = None
         self.datasets: dict[str, SegmentationDataset | TileDataset] = {}
+        self.sample_weights: list[float] | None = None
 
     # data on disk ---------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -150,6 +178,7 @@ class PCBDataModule(L.LightningDataModule):
             raise DatasetError(self.layout.root, f"exists but has no {SYNTH_META}: not a synthetic dataset; "
                                "use data=folder to train on it, or point data.root elsewhere")
         made = json.loads(meta_path.read_text())
+        made.setdefault("look", "classic")  # made before looks existed
         differs = {k: (made.get(k), v) for k, v in self.synth.items() if k != "workers" and made.get(k) != v}
         if differs:
             detail = ", ".join(f"{k}: made with {a!r}, asked {b!r}" for k, (a, b) in differs.items())
@@ -158,11 +187,17 @@ class PCBDataModule(L.LightningDataModule):
 
     # datasets -------------------------------------------------------------------------------
     def _train_transform(self) -> A.Compose:
-        ignore = self.taxonomy.ignore_index
-        steps: list = [
-            A.PadIfNeeded(self.crop_size, self.crop_size, position="random", border_mode=0, fill=0, fill_mask=ignore),
-            A.RandomCrop(self.crop_size, self.crop_size),
-        ]
+        ignore, crop = self.taxonomy.ignore_index, self.crop_size
+        if self.scale_jitter is None or self.scale_jitter == (1.0, 1.0):
+            steps: list = [A.PadIfNeeded(crop, crop, position="random", border_mode=0, fill=0, fill_mask=ignore),
+                           A.RandomCrop(crop, crop)]
+        else:
+            # Zooming by f is cutting a crop/f square and resizing it to crop: one resize of the crop,
+            # not of the whole (possibly 4000 px) photo.
+            lo, hi = max(8, round(crop / self.scale_jitter[1])), max(8, round(crop / self.scale_jitter[0]))
+            steps = [A.PadIfNeeded(hi, hi, position="random", border_mode=0, fill=0, fill_mask=ignore),
+                     A.RandomSizedCrop((lo, hi), (crop, crop), interpolation=cv2.INTER_LINEAR,
+                                       mask_interpolation=cv2.INTER_NEAREST, area_for_downscale="image")]
         if self.augment is not None:
             steps += [self.augment] if isinstance(self.augment, A.BaseCompose) else list(self.augment)
         return A.Compose(steps)
@@ -185,6 +220,7 @@ class PCBDataModule(L.LightningDataModule):
         self.datasets["train"] = SegmentationDataset(self.layout.root, self.split_ids["train"], self._train_transform(),
                                                      seed=seed, scale=self.scale, cache_bytes=per_process)
         self.sample_seed = seed
+        self.sample_weights = self._sample_weights(self.split_ids["train"]) if self.source_weights else None
         infos = image_infos(self.layout.root) if self.val_tile else {}
         for split in ("val", "test"):
             # Whole images are read once an epoch, in order: a cache would only hold what train could use.
@@ -222,13 +258,27 @@ class PCBDataModule(L.LightningDataModule):
     def ignore_index(self) -> int:
         return self.peek_taxonomy().ignore_index
 
+    def _sample_weights(self, ids: Sequence[str]) -> list[float]:
+        """Per training image: its source's weight shared among that source's images."""
+        sources = [i.split("__", 1)[0] if "__" in i else "" for i in ids]
+        counts = {s: sources.count(s) for s in set(sources)}
+        unknown = sorted(set(self.source_weights) - set(counts))
+        if unknown:
+            raise DatasetError(self.layout.splits, f"data.source_weights names {unknown}, but the train split's sources "
+                               f"(the part of each id before '__', as pcbseg-import merge writes) are {sorted(counts)}")
+        weights = [self.source_weights.get(s, 1.0) / counts[s] for s in sources]
+        if not any(weights):
+            raise DatasetError(self.layout.splits, f"data.source_weights={self.source_weights} leaves no training image")
+        log.info("Sampling by source: %s", {s: round(self.source_weights.get(s, 1.0), 3) for s in sorted(counts)})
+        return weights
+
     # loaders --------------------------------------------------------------------------------
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         ds = self.datasets[split]
         return DataLoader(
             ds,
             batch_size=batch_size,
-            sampler=EpochShuffle(len(ds), self.sample_seed, self._current_epoch) if shuffle else None,
+            sampler=EpochShuffle(len(ds), self.sample_seed, self._current_epoch, self.sample_weights) if shuffle else None,
             drop_last=shuffle and len(ds) > batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

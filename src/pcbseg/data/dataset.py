@@ -70,11 +70,14 @@ class EpochShuffle(Sampler):
     flips the uninterrupted run saw, whatever the number of loader workers. The epoch comes from
     ``epoch_fn`` when given (the datamodule passes the trainer's epoch: a loader with workers draws
     its first indices before Lightning calls :meth:`set_epoch`), else from :meth:`set_epoch`, else
-    it counts up by itself.
+    it counts up by itself. With ``weights`` (one per sample) an epoch is ``size`` draws with
+    replacement, each sample as likely as its weight (per-source sampling of merged datasets).
     """
 
-    def __init__(self, size: int, seed: int, epoch_fn: Callable[[], int | None] | None = None):
+    def __init__(self, size: int, seed: int, epoch_fn: Callable[[], int | None] | None = None,
+                 weights: Sequence[float] | None = None):
         self.size, self.seed, self.epoch, self.epoch_fn = size, seed, 0, epoch_fn
+        self.weights = torch.as_tensor(weights, dtype=torch.float64) if weights is not None else None
         self._told = False
 
     def set_epoch(self, epoch: int) -> None:
@@ -90,7 +93,11 @@ class EpochShuffle(Sampler):
             self.epoch += 1
         self._told = False
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
-        return iter([(i, epoch) for i in torch.randperm(self.size, generator=g).tolist()])
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, self.size, replacement=True, generator=g)
+        else:
+            order = torch.randperm(self.size, generator=g)
+        return iter([(i, epoch) for i in order.tolist()])
 
 
 class SegmentationDataset(Dataset):

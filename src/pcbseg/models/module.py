@@ -36,7 +36,7 @@ from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from pcbseg.hardware import inference_dtype
-from pcbseg.inference import Prediction, TiledPredictor
+from pcbseg.inference import Prediction, TiledPredictor, predict_scale
 from pcbseg.metrics import SegmentationMetrics
 from pcbseg.models.losses import CombinedLoss
 from pcbseg.models.weights import apply_weights, normalization, resolve_weights
@@ -127,6 +127,10 @@ class SegmentationModule(L.LightningModule):
         tile, overlap: the sliding-window tiles :meth:`predict` uses unless told otherwise.
         input_scale: the factor images were resized by in training (``data.scale``); prediction
             resizes by it too and returns masks at the image's own size.
+        input_px_per_mm: the pixels per mm of board the network saw in training (``data.px_per_mm``
+            times ``data.scale``), if the dataset's px/mm was given; lets prediction take a photo's px/mm.
+        input_scale_jitter: the random zoom range of training (``data.scale_jitter``); prediction
+            warns about photos far outside it.
         arch_kwargs: passed to the smp architecture (e.g. ``decoder_channels``).
     """
 
@@ -154,6 +158,8 @@ class SegmentationModule(L.LightningModule):
         tile: int = 512,
         overlap: int = 128,
         input_scale: float = 1.0,
+        input_px_per_mm: float | None = None,
+        input_scale_jitter: Sequence[float] | None = None,
         arch_kwargs: Mapping[str, Any] | None = None,
     ):
         super().__init__()
@@ -169,6 +175,11 @@ class SegmentationModule(L.LightningModule):
         _check("tile", isinstance(tile, int) and tile >= 32 and tile % 32 == 0, tile, "a multiple of 32")
         _check("overlap", isinstance(overlap, int) and 0 <= overlap < tile, overlap, f"in [0, tile={tile})")
         _check("input_scale", _number(input_scale) and 0.05 <= input_scale <= 8, input_scale, "in [0.05, 8]")
+        _check("input_px_per_mm", input_px_per_mm is None or (_number(input_px_per_mm) and input_px_per_mm > 0),
+               input_px_per_mm, "null or a positive number")
+        _check("input_scale_jitter", input_scale_jitter is None or (
+            len(input_scale_jitter) == 2 and all(_number(v) and v > 0 for v in input_scale_jitter)),
+            input_scale_jitter, "null or [low, high]")
         smp_arch = ARCHITECTURES.get(arch, arch)
         _check("arch", hasattr(smp, smp_arch), arch, f"one of {', '.join(ARCHITECTURES)} (or an smp class name)")
         class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
@@ -197,7 +208,10 @@ class SegmentationModule(L.LightningModule):
             "encoder_lr_div": encoder_lr_div, "weight_decay": weight_decay, "schedule": schedule,
             "warmup_pct": warmup_pct, "freeze_epochs": freeze_epochs, "freeze_pct": freeze_pct,
             "channels_last": channels_last,
-            "tile": tile, "overlap": overlap, "input_scale": float(input_scale), "arch_kwargs": dict(arch_kwargs or {}),
+            "tile": tile, "overlap": overlap, "input_scale": float(input_scale),
+            "input_px_per_mm": float(input_px_per_mm) if input_px_per_mm is not None else None,
+            "input_scale_jitter": [float(v) for v in input_scale_jitter] if input_scale_jitter else None,
+            "arch_kwargs": dict(arch_kwargs or {}),
         })
         smp_weights, state, info = resolve_weights(encoder, weights)
         try:
@@ -255,14 +269,20 @@ class SegmentationModule(L.LightningModule):
         return self.model(x)
 
     def predictor(self, tile: int | None = None, overlap: int | None = None, precision: str = DEFAULT_PRECISION,
-                  scale: float | None = None, **kwargs: Any) -> TiledPredictor:
+                  scale: float | None = None, px_per_mm: float | None = None, **kwargs: Any) -> TiledPredictor:
         """A :class:`~pcbseg.inference.TiledPredictor` over this model with its preferred tiles and input scale.
 
         ``precision``: ``auto`` (bfloat16 where the device computes it natively), ``bf16`` or ``32``.
         ``scale``: resize images by this before predicting (default: the ``data.scale`` it was trained at).
+        ``px_per_mm``: or the photos' pixels per mm, brought to the px/mm the model was trained at (see
+        :func:`~pcbseg.inference.predict_scale`; a photo far outside the trained zooms is logged as a warning).
         """
         device = kwargs.pop("device", None) or next(self.parameters()).device
-        scale = self.hparams.get("input_scale", 1.0) if scale is None else scale
+        hp = self.hparams
+        scale, warning = predict_scale(hp.get("input_scale", 1.0), hp.get("input_px_per_mm"),
+                                       hp.get("input_scale_jitter"), scale, px_per_mm)
+        if warning:
+            log.warning("%s", warning)
         return TiledPredictor(self, self.hparams.num_classes, tile=tile or self.hparams.tile,
                               overlap=self.hparams.overlap if overlap is None else overlap, device=device,
                               dtype=inference_dtype(precision, str(device)), scale=scale, **kwargs)
@@ -271,8 +291,8 @@ class SegmentationModule(L.LightningModule):
     def predict(self, image: np.ndarray | str | Path, return_probs: bool = False, **tiling: Any) -> Any:
         """Class mask (H x W uint8) of an RGB uint8 image or an image file, predicted tile by tile.
 
-        ``tiling``: ``tile``, ``overlap``, ``batch_size``, ``blend``, ``tta``, ``device``, ``precision``, ``scale`` (see
-        :class:`~pcbseg.inference.TiledPredictor`). With ``return_probs=True`` the result is a
+        ``tiling``: ``tile``, ``overlap``, ``batch_size``, ``blend``, ``tta``, ``device``, ``precision``, ``scale``,
+        ``px_per_mm`` (see :meth:`predictor`). With ``return_probs=True`` the result is a
         :class:`~pcbseg.inference.Prediction` holding ``mask`` and ``probs`` (C x H x W).
         """
         if isinstance(image, (str, Path)):
