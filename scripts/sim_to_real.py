@@ -147,6 +147,7 @@ def main() -> None:
     ap.add_argument("--minutes-fold", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reuse", action="store_true", help="keep the data and runs an earlier run left in --work")
+    ap.add_argument("--data-only", action="store_true", help="build the simulated set and the folds, then stop")
     args = ap.parse_args()
     work = (args.work or Path(tempfile.mkdtemp(prefix="sim2real-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -163,7 +164,6 @@ def main() -> None:
              str(args.renders), "--size", "384", "--look", "photo", "--overwrite"], work)
         run(["pcbseg-import", "merge", str(data / "sim-synth"), str(data / "sim-gerber"), "--out", str(sim),
              "--overwrite"], work)
-    sim_minutes = (time.perf_counter() - t0) / 60
 
     # 2. folds
     boards = sorted({r.group for r in read_splits(args.photos / "splits.csv")})
@@ -172,6 +172,8 @@ def main() -> None:
         if not (args.reuse and (photos / "splits.csv").is_file()):
             fold(args.photos, photos, board)
         merged_fold(sim, photos, work / "folds" / board / "sim", work)
+    if args.data_only:
+        return
 
     # 3. models and scores
     zero = train("sim_to_real", sim, work / "runs" / "zero-shot", args.minutes_sim, args.seed, work)
@@ -265,7 +267,7 @@ def main() -> None:
     lines += [
         "## How it was made",
         "",
-        f"1. Simulated set ({sim_minutes:.1f} min to build here): `pcbseg-synth look=photo num_boards={args.boards} "
+        f"1. Simulated set: `pcbseg-synth look=photo num_boards={args.boards} "
         f"size=320 valid_pct=0.1` and `pcbseg-import gerber ../shared/data/gerbers/* --renders {args.renders} --size 384 "
         "--look photo`, merged. The photo look (`pcbseg.data.synth.scene`) adds what the photographs show and the "
         "clean renders lacked: paper, graph-paper, wood, glass and mat backdrops, lot codes and marker ink no file "
