@@ -247,7 +247,15 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "con
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_one_batch(tmp_path: Path, synth_root: Path, experiment: str):
     # Sweep experiments run their first combination here: a plain run ignores hydra.sweeper.params.
-    summary, _ = _run_in_process(tmp_path, synth_root, f"experiment={experiment}", "debug=fdr", "data.synth=null")
+    root = synth_root
+    if experiment == "sim_plus_real":  # its source weights name the merged sets' folders: sim and photos
+        from pcbseg.data.merge import merge_datasets
+        from pcbseg.data.synth import write_dataset
+
+        parts = [write_dataset(tmp_path / name, num_boards=4, size=64, seed=k, workers=1, valid_pct=0.25)
+                 for k, name in enumerate(("sim", "photos"))]
+        root = merge_datasets(parts, tmp_path / "both").root
+    summary, _ = _run_in_process(tmp_path, root, f"experiment={experiment}", "debug=fdr", "data.synth=null")
     assert summary["global_steps"] == 1
 
 

@@ -12,7 +12,7 @@ numbers here, so a seed still makes the same bytes in it.
 
 Example:
     >>> rng = np.random.default_rng(0)
-    >>> backdrop(rng, (40, 60)).shape, glare(rng, (40, 60)).max() <= 1
+    >>> backdrop(rng, (40, 60)).shape, bool(glare(rng, (40, 60)).max() <= 1)
     ((40, 60, 3), True)
 """
 
