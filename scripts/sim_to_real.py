@@ -278,7 +278,9 @@ def main() -> None:
         "shrunk by 0.8).",
         "3. real-only: `pcbseg-train experiment=real_photos` on the fold (the other boards' photos in 384 px tiles).",
         "4. sim+real: `pcbseg-import merge` of the simulated set and the fold, then `pcbseg-train "
-        "experiment=sim_plus_real` (`data.source_weights={sim: 1, photos: 1}`).",
+        "experiment=sim_plus_real` (`data.source_weights={sim: 1, photos: 1}`; encoder frozen for the first 10% of "
+        "the run, `model.freeze_pct=0.1`: one epoch of the merged set, the default, would be 40% of it, against about "
+        "10% for the other two recipes).",
         "",
         "Folds train without validation and their final model is scored, so the held-out board chooses nothing. "
         "Six boards and a few photos each are a small test: differences of a few hundredths are within what "
