@@ -80,6 +80,39 @@ def test_photo_look_changes_colours_only_where_it_does_not_warp(tmp_path: Path):
         render_board(0, size=64, look="glossy")
 
 
+def test_photo_look_paints_copper_under_mask_as_a_subtle_brightening():
+    """Copper under the mask, measured on the registered shared photos, is the mask colour 0.9-1.5x as bright
+    with nearly its hue; the classic blend is far warmer (red x3 on green). The photo look must stay near the photos."""
+    from pcbseg.data.synth.appearance import BoardLayers, paint
+
+    layers = BoardLayers((96, 192))
+    layers.trace[:, 96:] = 1  # left half bare laminate under mask, right half a pour
+    ratios = {"classic": [], "photo": []}
+    for look in ratios:
+        for seed in range(40):
+            img = paint(layers, 10.0, np.random.default_rng(seed), look=look)
+            bare, pour = img[20:76, 20:76].reshape(-1, 3).mean(0), img[20:76, 116:172].reshape(-1, 3).mean(0)
+            ratios[look].append(pour / np.maximum(bare, 0.02))
+    photo, classic = np.median(ratios["photo"], axis=0), np.median(ratios["classic"], axis=0)
+    assert (photo > 0.9).all() and (photo < 1.6).all(), photo
+    assert photo.max() / photo.min() < 1.25  # a brightening, not a change of hue
+    assert classic.max() > 1.8  # the classic blend really is the warm one this guards against
+
+
+def test_photo_look_draws_more_and_whole_board_pours():
+    from pcbseg.data.synth.board import Board
+
+    board = Board(np.random.default_rng(0), 120, 10.0, get_taxonomy("default"))
+    board.layers.pad[50:60, 50:60] = 1
+    board.pour(whole=True)
+    trace, pad = board.layers.trace.astype(bool), board.layers.pad.astype(bool)
+    assert trace.mean() > 0.8 and not (trace & pad).any()
+    assert not trace[48:62, 48:62].any()  # the clearance around the pad is kept
+    share = {look: np.mean([(render_board(s, size=96, look=look)[1] == 1).mean() for s in range(24)])
+             for look in ("classic", "photo")}
+    assert share["photo"] > share["classic"] + 0.05, share
+
+
 def test_written_dataset_is_byte_identical_for_the_same_seed(tmp_path: Path):
     a = write_dataset(tmp_path / "a", num_boards=5, size=64, seed=3, workers=2)
     b = write_dataset(tmp_path / "b", num_boards=5, size=64, seed=3, workers=1)

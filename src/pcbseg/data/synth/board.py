@@ -214,13 +214,17 @@ class Board:
                     self._circle(self.layers.pad, xy, d * 1.8)  # plated ring around it
                 self._circle(self.layers.hole, xy, d)
 
-    def pour(self) -> None:
-        """A copper pour with clearance around everything it must not touch."""
+    def pour(self, whole: bool = False) -> None:
+        """A copper pour with clearance around everything it must not touch: a rectangle, or the ``whole`` board
+        (a ground plane, as on most of the shared real boards)."""
         rng, s = self.rng, self.size
-        x0, y0 = rng.uniform(-0.2, 0.6, 2) * s
-        x1, y1 = x0 + rng.uniform(0.4, 1.2) * s, y0 + rng.uniform(0.4, 1.2) * s
         area = np.zeros_like(self.layers.trace)
-        cv2.rectangle(area, (int(x0), int(y0)), (int(x1), int(y1)), 1, -1)
+        if whole:
+            area[:] = 1
+        else:
+            x0, y0 = rng.uniform(-0.2, 0.6, 2) * s
+            x1, y1 = x0 + rng.uniform(0.4, 1.2) * s, y0 + rng.uniform(0.4, 1.2) * s
+            cv2.rectangle(area, (int(x0), int(y0)), (int(x1), int(y1)), 1, -1)
         L = self.layers
         obstacles = L.trace | L.via | L.pad | L.hole | L.screw | self.comp_alpha
         gap = max(1, int(round(rng.uniform(0.25, 0.5) * self.ppm)))

@@ -65,8 +65,10 @@ def render_board(seed: int, size: int = 384, taxonomy: str | Taxonomy = "default
     board.route_traces(int(len(board.pins) * rng.uniform(0.2, 0.5)) + 2, [0.2, 0.25, 0.3, 0.4, 0.5, 0.8, 1.2])
     board.route_buses(int(rng.integers(0, 3)))
     board.scatter_vias(int(area_mm2 / rng.uniform(25, 90)))
-    if rng.random() < 0.35:
-        board.pour()
+    # Trace (mostly pours) is 30-60% of the pixels in 10 of the 14 registered shared photos; the photo look draws pours more
+    # often, half of them as a whole ground plane. The classic look keeps its draws (and its bytes).
+    if rng.random() < (0.7 if look == "photo" else 0.35):
+        board.pour(whole=look == "photo" and rng.random() < 0.5)
     board.silkscreen({})
     img = paint(board.layers, ppm, rng, board.comp_alpha, board.comp_rgb, board.comp_metal, look=look)
     return camera(rng, img, board.label_map(), size, tax.ignore_index, look)
