@@ -6,13 +6,18 @@ float32 and in bfloat16 autocast (where the CPU has it natively). The bare loop 
 already in memory, so the gap is everything pcbseg adds: Lightning's loop, logging, metrics, and
 reading (cached after the first epoch) and augmenting images.
 
-    python scripts/bench/train_throughput.py [--steps 30] [--batch 8] [--crop 224] [--workers 0,2]
+With ``--repeats N`` the runs interleave, bare, pcbseg, bare, pcbseg, ..., bare, and each pcbseg run is
+compared with the mean of the bare runs just before and after it. This machine's speed drifts by
+about 10% between minutes, so the cost is reported as the median of those N paired ratios, with their range.
+
+    python scripts/bench/train_throughput.py [--steps 30] [--batch 8] [--crop 224] [--workers 0,2] [--repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -98,6 +103,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=224)
     ap.add_argument("--workers", default="0,2", help="data.num_workers values to time, comma-separated")
+    ap.add_argument("--repeats", type=int, default=1, help="interleaved bare/pcbseg pairs per precision")
     ap.add_argument("--root", type=Path, default=None, help="dataset; default: generate 64 synthetic boards")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
@@ -110,35 +116,47 @@ def main() -> None:
     # 64 boards at 80% train is 51 images: 6 batches an epoch; warm up for one epoch plus a step
     warmup = args.warmup if args.warmup is not None else 7
     precisions = [("float32", "32-true", False)] + ([("bf16", "bf16-mixed", True)] if cpu_has_bf16() else [])
-    rows: dict[str, dict[str, float]] = {"bare": {}}
+    # rates[key][precision]: one rate per repeat; costs[key][precision]: each run against its neighbouring bare runs
+    rates: dict[str, dict[str, list[float]]] = {"bare": {}}
+    costs: dict[str, dict[str, list[float]]] = {}
     for name, precision, bf16 in precisions:
-        # The bare loop before and after the pcbseg runs, averaged: this machine's speed drifts by ~10%.
-        before = bare_rate(root, args.steps, warmup, args.batch, args.crop, bf16)
+        bares = [bare_rate(root, args.steps, warmup, args.batch, args.crop, bf16)]
+        runs: dict[int, list[float]] = {w: [] for w in workers}
+        for r in range(args.repeats):
+            for w in workers:
+                run = tmp / f"run-{name}-{w}-{r}"
+                run.mkdir()
+                runs[w].append(lightning_rate(root, run, args.steps, warmup, args.batch, args.crop, w, precision))
+            bares.append(bare_rate(root, args.steps, warmup, args.batch, args.crop, bf16))
+        rates["bare"][name] = bares
         for w in workers:
-            run = tmp / f"run-{name}-{w}"
-            run.mkdir()
-            rows.setdefault(f"w{w}", {})[name] = lightning_rate(root, run, args.steps, warmup, args.batch, args.crop,
-                                                                 w, precision)
-        rows["bare"][name] = (before + bare_rate(root, args.steps, warmup, args.batch, args.crop, bf16)) / 2
+            rates.setdefault(f"w{w}", {})[name] = runs[w]
+            costs.setdefault(f"w{w}", {})[name] = [(bares[r] + bares[r + 1]) / 2 / rate - 1
+                                                    for r, rate in enumerate(runs[w])]
     shutil.rmtree(tmp)
     names = [n for n, *_ in precisions]
     head = "| loop | " + " | ".join(f"images/s {n} | cost vs bare {n}" for n in names) + " |\n"
     head += "|---|" + "---|---|" * len(names) + "\n"
     lines = []
-    for key, label in [("bare", "bare PyTorch, batches in memory (mean of a run before and after)"),
-                       *[(f"w{w}", f"`pcbseg-train`, data.num_workers={w}") for w in workers]]:
+    bare_label = ("bare PyTorch, batches in memory (mean of the runs before and after)" if args.repeats == 1 else
+                  f"bare PyTorch, batches in memory (mean of {args.repeats + 1} runs)")
+    for key, label in [("bare", bare_label), *[(f"w{w}", f"`pcbseg-train`, data.num_workers={w}") for w in workers]]:
         cells = []
         for n in names:
-            rate = rows[key][n]
-            cost = "" if key == "bare" else f"{(rows['bare'][n] / rate - 1) * 100:+.1f}%"
-            cells.append(f"{rate:.2f} | {cost}")
+            cell = f"{statistics.mean(rates[key][n]):.2f} | "
+            if key != "bare":
+                c = costs[key][n]
+                cell += f"{statistics.median(c) * 100:+.1f}%" + (
+                    f" (median; {min(c) * 100:+.1f}% to {max(c) * 100:+.1f}%)" if len(c) > 1 else "")
+            cells.append(cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     body = (
         f"Unet + EfficientNet-Lite0 (channels_last, encoder unfrozen), batch {args.batch}, {args.crop}² crops, "
-        f"{args.steps} timed steps after {warmup} untimed ones (the first epoch fills the image cache). "
+        f"{args.steps} timed steps after {warmup} untimed ones (the first epoch fills the image cache), "
+        f"{args.repeats} interleaved repeat(s). "
         "bf16 is `torch.autocast('cpu', bfloat16)` in the bare loop and `trainer.precision=bf16-mixed` in "
-        "pcbseg-train. Cost is extra time per image over the bare loop at the same precision (target: at most "
-        "+5%).\n\n" + head + "\n".join(lines)
+        "pcbseg-train. Cost is extra time per image over the bare loop at the same precision, each pcbseg run "
+        "against the bare runs just before and after it (target: at most +5%).\n\n" + head + "\n".join(lines)
     )
     write_section("train-throughput", "Training throughput: pcbseg-train against a bare PyTorch loop", body)
 
