@@ -52,13 +52,13 @@ class StepTimer(L.Callback):
 
 
 def lightning_rate(root: Path, out: Path, steps: int, warmup: int, batch: int, crop: int, workers: int,
-                   precision: str) -> float:
+                   precision: str, extra: list[str]) -> float:
     overrides = [
         "data=folder", f"data.root={root}", f"data.batch_size={batch}", f"data.crop_size={crop}",
         f"trainer.precision={precision}",
         f"data.num_workers={workers}", f"+trainer.max_steps={steps + warmup}", "+trainer.limit_val_batches=0",
         "trainer.max_epochs=1000", "model.freeze_epochs=0", "~callbacks.progress_bar", "~callbacks.early_stopping",
-        "~callbacks.model_checkpoint",
+        "~callbacks.model_checkpoint", *extra,
     ]
     cfg = compose("train", overrides, return_hydra_config=True)
     with open_dict(cfg):
@@ -104,17 +104,23 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=224)
     ap.add_argument("--workers", default="0,2", help="data.num_workers values to time, comma-separated")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved bare/pcbseg pairs per precision")
-    ap.add_argument("--root", type=Path, default=None, help="dataset; default: generate 64 synthetic boards")
+    ap.add_argument("--boards", type=int, default=64, help="synthetic boards to generate when no --root is given")
+    ap.add_argument("--overrides", default="", help="more Hydra overrides for the pcbseg-train runs, space-separated")
+    ap.add_argument("--root", type=Path, default=None, help="dataset; default: generate --boards synthetic boards")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     root = args.root
     if root is None:
         from pcbseg.data.synth import write_dataset
 
-        root = write_dataset(tmp / "synth", num_boards=64, size=320)
+        root = write_dataset(tmp / "synth", num_boards=args.boards, size=320)
     workers = [int(w) for w in args.workers.split(",")]
-    # 64 boards at 80% train is 51 images: 6 batches an epoch; warm up for one epoch plus a step
-    warmup = args.warmup if args.warmup is not None else 7
+    extra = args.overrides.split()
+    # warm up for one epoch plus a step (64 boards at 80% train is 51 images: 6 batches), so the image cache is full
+    from pcbseg.data.splits import read_splits
+
+    train_images = sum(r.split == "train" for r in read_splits(root / "splits.csv"))
+    warmup = args.warmup if args.warmup is not None else train_images // args.batch + 1  # drop_last
     precisions = [("float32", "32-true", False)] + ([("bf16", "bf16-mixed", True)] if cpu_has_bf16() else [])
     # rates[key][precision]: one rate per repeat; costs[key][precision]: each run against its neighbouring bare runs
     rates: dict[str, dict[str, list[float]]] = {"bare": {}}
@@ -126,7 +132,8 @@ def main() -> None:
             for w in workers:
                 run = tmp / f"run-{name}-{w}-{r}"
                 run.mkdir()
-                runs[w].append(lightning_rate(root, run, args.steps, warmup, args.batch, args.crop, w, precision))
+                runs[w].append(lightning_rate(root, run, args.steps, warmup, args.batch, args.crop, w, precision,
+                                              extra))
             bares.append(bare_rate(root, args.steps, warmup, args.batch, args.crop, bf16))
         rates["bare"][name] = bares
         for w in workers:
@@ -153,7 +160,9 @@ def main() -> None:
     body = (
         f"Unet + EfficientNet-Lite0 (channels_last, encoder unfrozen), batch {args.batch}, {args.crop}² crops, "
         f"{args.steps} timed steps after {warmup} untimed ones (the first epoch fills the image cache), "
-        f"{args.repeats} interleaved repeat(s). "
+        f"{args.repeats} interleaved repeat(s), {train_images} training images "
+        f"({train_images // args.batch} batches an epoch)" + (f", pcbseg-train with `{args.overrides}`" if extra else "")
+        + ". "
         "bf16 is `torch.autocast('cpu', bfloat16)` in the bare loop and `trainer.precision=bf16-mixed` in "
         "pcbseg-train. Cost is extra time per image over the bare loop at the same precision, each pcbseg run "
         "against the bare runs just before and after it (target: at most +5%).\n\n" + head + "\n".join(lines)
