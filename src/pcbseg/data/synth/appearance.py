@@ -185,7 +185,7 @@ def paint(layers: BoardLayers, px_per_mm: float, rng: np.random.Generator, comp_
     glint = np.clip((smooth_field(rng, shape, max(6, s // 10)) - t) / (1 - t), 0, 1) ** 2
     img += (glint * shiny * rng.uniform(0.4, 0.9))[..., None]
     if look == "photo":
-        img = stray_ink(rng, img, ppm)
+        img = stray_ink(rng, img, ppm, skip=holes | comp_alpha | L.screw)
     return img
 
 

@@ -81,8 +81,11 @@ def backdrop(rng: np.random.Generator, shape: tuple[int, int], kind: str | None 
     return np.clip(img, 0, 1).astype(np.float32)
 
 
-def stray_ink(rng: np.random.Generator, img: np.ndarray, px_per_mm: float) -> np.ndarray:
-    """Lot codes, date stamps and QC dots that no fab file holds, painted over ``img`` (labels unchanged)."""
+def stray_ink(rng: np.random.Generator, img: np.ndarray, px_per_mm: float, skip: np.ndarray | None = None) -> np.ndarray:
+    """Lot codes, date stamps and QC dots that no fab file holds, painted over ``img`` (labels unchanged).
+
+    No ink lands where ``skip`` is set: ink cannot print into a drilled hole, and parts sit on top of it.
+    """
     h, w = img.shape[:2]
     ink = np.zeros((h, w), np.uint8)
     for _ in range(int(rng.integers(0, 4))):
@@ -94,6 +97,8 @@ def stray_ink(rng: np.random.Generator, img: np.ndarray, px_per_mm: float) -> np
     for _ in range(int(rng.integers(0, 3))):  # marker dots
         xy = (int(rng.integers(0, max(1, w))), int(rng.integers(0, max(1, h))))
         cv2.circle(ink, xy, max(1, round(px_per_mm * rng.uniform(0.5, 2))), 1, -1)
+    if skip is not None:
+        ink[skip > 0] = 0
     if not ink.any():
         return img
     colour = np.float32([(0.92, 0.92, 0.88), (0.9, 0.82, 0.3), (0.08, 0.08, 0.08), (0.75, 0.2, 0.2)][int(rng.integers(4))])
