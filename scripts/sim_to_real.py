@@ -154,6 +154,9 @@ def main() -> None:
     ap.add_argument("--data-only", action="store_true", help="build the simulated set and the folds, then stop")
     ap.add_argument("--variants", default="", help='more zero-shot models: "name=override,override;name2=..."')
     args = ap.parse_args()
+    bad = [v for v in args.variants.split(";") if v.strip() and "=" not in v.split(",")[0]]
+    if bad:
+        ap.error(f"--variants: {bad[0]!r} is not name=override[,override...]")
     variants = {f"zero-shot {name.strip()}": ovs.split(",")
                 for name, ovs in (v.split("=", 1) for v in args.variants.split(";") if v.strip())}
     recipes = (*RECIPES, *variants)

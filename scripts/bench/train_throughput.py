@@ -108,6 +108,8 @@ def main() -> None:
     ap.add_argument("--overrides", default="", help="more Hydra overrides for the pcbseg-train runs, space-separated")
     ap.add_argument("--root", type=Path, default=None, help="dataset; default: generate --boards synthetic boards")
     args = ap.parse_args()
+    if args.repeats < 1 or args.boards < 16:
+        ap.error(f"--repeats must be at least 1 and --boards at least 16 (got {args.repeats}, {args.boards})")
     tmp = Path(tempfile.mkdtemp())
     root = args.root
     if root is None:
