@@ -99,6 +99,30 @@ def test_photo_look_paints_copper_under_mask_as_a_subtle_brightening():
     assert classic.max() > 1.8  # the classic blend really is the warm one this guards against
 
 
+def test_photo_look_shows_the_surface_through_holes_and_lights_thin_traces():
+    """Measured on the registered photos: holes show what the board lies on (never near black), and thin traces
+    under the mask are a warm lift over the bare mask while pour interiors are not."""
+    from pcbseg.data.synth.appearance import BoardLayers, paint
+
+    layers = BoardLayers((96, 192))
+    layers.hole[40:56, 20:36] = 1
+    layers.trace[20:76, 96:] = 1  # a pour
+    layers.trace[10:13, 40:90] = 1  # a 0.3 mm trace at 10 px/mm
+    paper = np.full((96, 192, 3), 0.9, np.float32)
+    hole, thin_lift, pour_lift = {}, [], []
+    for look in ("classic", "photo"):
+        hole[look] = np.median([paint(layers, 10.0, np.random.default_rng(s), look=look, behind=paper)[44:52, 24:32].mean()
+                                for s in range(20)])
+    for seed in range(40):
+        img = paint(layers, 10.0, np.random.default_rng(seed), look="photo").mean(axis=2)
+        bare = img[14:18, 40:90].mean()
+        thin_lift.append(img[10:13, 40:90].mean() - bare)
+        pour_lift.append(img[40:56, 130:160].mean() / max(img[60:90, 40:90].mean(), 0.02))
+    assert hole["classic"] < 0.15 and hole["photo"] > 0.3, hole
+    assert np.median(thin_lift) > 0.05, np.median(thin_lift)
+    assert np.median(pour_lift) < 1.6  # the pour itself stays a subtle brightening
+
+
 def test_photo_look_draws_more_and_whole_board_pours():
     from pcbseg.data.synth.board import Board
 

@@ -85,10 +85,11 @@ def _paint_window(side: SideLabels, taxonomy: Taxonomy, outside: str, rng: np.ra
     lab = cut(side.label_map(taxonomy, outside), cv2.INTER_NEAREST, border=taxonomy.ignore_index if outside == "ignore" else 0)
     comp_alpha = (ids > 0).astype(np.uint8) if ids is not None else None
     comp_rgb = _component_colours(side, rng)[ids] if ids is not None else None
-    img = paint(layers, px_per_mm, rng, comp_alpha, comp_rgb, tented=True, look=look)  # what is not bare is covered
-    if look == "photo":  # paper, graph paper, wood, glass, a mat
-        surface = backdrop(rng, out_shape, px_per_mm=px_per_mm)
-    else:
+    # Photo look: paper, graph paper, wood, glass or a mat around the board, and seen through its holes.
+    surface = backdrop(rng, out_shape, px_per_mm=px_per_mm) if look == "photo" else None
+    img = paint(layers, px_per_mm, rng, comp_alpha, comp_rgb, tented=True, look=look,  # what is not bare is covered
+                behind=surface)
+    if surface is None:
         surface = np.array([rng.uniform(0.15, 0.85)] * 3, np.float32) * (1 + rng.uniform(-0.1, 0.1, 3)).astype(np.float32)
     a = cv2.GaussianBlur(board.astype(np.float32), (0, 0), 0.7)[..., None]
     img = img * a + surface * (1 - a)
