@@ -288,8 +288,10 @@ def main() -> None:
         "clean renders lacked: paper, graph-paper, wood, glass and mat backdrops, lot codes and marker ink no file "
         "holds, oblique views, lens distortion, glare bands, exposure and white balance; labels follow every warp. "
         "Copper under the mask is painted as the photos show it (the mask's own colour 0.95-1.6x as bright, "
-        "measured on the registered photos, not a copper tint), and 70% of synthetic boards get a pour, half of "
-        "them a whole ground plane (trace is 30-60% of the pixels in 10 of the 14 photos).",
+        "measured on the registered photos, not a copper tint), thin traces catch the light as a warm lift, and "
+        "drilled holes show the surface under the board, as in the photos (docs/benchmarks.md, photo-appearance); "
+        "70% of synthetic boards get a pour, half of them a whole ground plane (trace is 30-60% of the pixels in 10 "
+        "of the 14 photos).",
         f"2. zero-shot: `pcbseg-train experiment=sim_to_real` for {args.minutes_sim:g} min (`trainer.max_time`; "
         f"{zero_summary['global_steps']} steps; mIoU {zero_summary['val']['mIoU']:.3f} on its own simulated holdout), "
         "then each board's photos predicted with `px_per_mm=15` (the model was trained at 12 px/mm: photos are "
