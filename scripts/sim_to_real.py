@@ -74,11 +74,16 @@ def train(experiment: str, root: Path, out: Path, minutes: float, seed: int, cwd
     cmd = [sys.executable, "-m", "pcbseg.cli.train", f"experiment={experiment}", f"data.root={root}", f"seed={seed}",
            "trainer.max_epochs=-1", f"+trainer.max_time={clock(minutes)}", "~callbacks.early_stopping",
            "callbacks.model_checkpoint.monitor=null", "callbacks.model_checkpoint.filename=final",
-           "~callbacks.progress_bar", "+trainer.limit_val_batches=0", f"hydra.run.dir={out}", *(extra or [])]
+           "~callbacks.progress_bar", "+trainer.limit_val_batches=0", f"hydra.run.dir={out}",
+           # without validation the checkpoint must be written at each epoch end, whatever the experiment's val interval
+           "+callbacks.model_checkpoint.save_on_train_epoch_end=true", *(extra or [])]
     if not (out / "summary.json").is_file():
         shutil.rmtree(out, ignore_errors=True)
         run(cmd, cwd)
-    return out / "checkpoints" / "final.ckpt"
+    ckpt = out / "checkpoints" / "final.ckpt"
+    if not ckpt.is_file():
+        raise SystemExit(f"{out}: the run finished without {ckpt.name}; nothing to score")
+    return ckpt
 
 
 def merged_fold(sim: Path, photos: Path, dst: Path, cwd: Path) -> None:
