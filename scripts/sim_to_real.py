@@ -1,4 +1,5 @@
-"""Sim-to-real on the registered board photos: zero-shot, real-only and sim+real, each leave-one-board-out.
+"""Sim-to-real on the registered board photos: zero-shot, real-only, sim+real and the zero-shot model fine-tuned,
+each leave-one-board-out.
 
     python scripts/sim_to_real.py --photos data/real-photos --work /tmp/s2r [--boards 300] [--renders 24] \
         [--minutes-sim 10] [--minutes-fold 4] [--seed 0] [--reuse] [--variants "freqw=model.class_weights=frequency"]
@@ -15,8 +16,10 @@
 3. ``zero-shot``: one ``experiment=sim_to_real`` model (``--minutes-sim``), scored on each B with
    ``pcbseg-eval px_per_mm=15``. ``real-only``: ``experiment=real_photos`` on each fold.
    ``sim+real``: ``experiment=sim_plus_real`` on each merged fold (half the samples from each
-   source). Folds train for ``--minutes-fold`` each (``trainer.max_time``), without validation,
-   and their final model is scored: B never picks a checkpoint or anything else.
+   source). ``zero-shot+real`` and ``zero-shot+sim+real``: the same two fold recipes started from the
+   zero-shot model's weights (``init_from``). Folds train for ``--minutes-fold`` each
+   (``trainer.max_time``), without validation, and their final model is scored: B never picks a
+   checkpoint or anything else.
 4. ``--variants "name=override,override;..."``: more zero-shot models, each with its overrides (same
    data, minutes and seed), scored the same way and reported as extra rows.
 
@@ -55,7 +58,7 @@ DOCS = REPO / "docs"
 FIGS = DOCS / "sim_to_real"
 TAX = get_taxonomy("default")
 PHOTO_PPM = 15.0
-RECIPES = ("zero-shot", "real-only", "sim+real")
+RECIPES = ("zero-shot", "real-only", "sim+real", "zero-shot+real", "zero-shot+sim+real")
 
 
 def run(cmd: list[str], cwd: Path) -> None:
@@ -207,6 +210,12 @@ def main() -> None:
                                args.seed, work),
             "sim+real": train("sim_plus_real", work / "folds" / board / "sim", work / "runs" / board / "sim+real",
                               args.minutes_fold, args.seed, work),
+            # the zero-shot model never saw a photo, so starting a fold from it keeps the held-out board unseen
+            "zero-shot+real": train("real_photos", photos, work / "runs" / board / "zero-shot+real", args.minutes_fold,
+                                    args.seed, work, [f"init_from={zero}"]),
+            "zero-shot+sim+real": train("sim_plus_real", work / "folds" / board / "sim",
+                                        work / "runs" / board / "zero-shot+sim+real", args.minutes_fold, args.seed,
+                                        work, [f"init_from={zero}"]),
             **more,
         }
         by_board[board] = {}
@@ -254,6 +263,8 @@ def main() -> None:
         "zero-shot": f"synthetic boards + Gerber renders only ({args.minutes_sim:g} min, one model)",
         "real-only": f"the other boards' photos ({args.minutes_fold:g} min per fold)",
         "sim+real": f"both, half the samples from each ({args.minutes_fold:g} min per fold)",
+        "zero-shot+real": f"as real-only, started from the zero-shot model ({args.minutes_fold:g} min per fold)",
+        "zero-shot+sim+real": f"as sim+real, started from the zero-shot model ({args.minutes_fold:g} min per fold)",
         **{name: "as zero-shot, with " + " ".join(f"`{o}`" for o in ovs) for name, ovs in variants.items()},
     }
     mious = {}
@@ -268,6 +279,7 @@ def main() -> None:
         "",
         f"Predicting the most frequent class (background) everywhere gives a pixel error of {majority:.3f} on the same "
         f"pixels. sim+real minus real-only: **{mious['sim+real'] - mious['real-only']:+.3f}** mIoU (target +0.05); "
+        f"started from the zero-shot model: **{mious['zero-shot+sim+real'] - mious['real-only']:+.3f}**; "
         f"zero-shot: **{mious['zero-shot']:.3f}** (target 0.40).",
         "",
         "Per held-out board (mIoU over the classes present in its photos or predictions):",
@@ -278,7 +290,7 @@ def main() -> None:
         "",
         "## The best and the worst held-out photo",
         "",
-        "Photo, labels from the fab files, then the zero-shot, real-only and sim+real predictions (grey: ignored in "
+        "Photo, labels from the fab files, then the " + ", ".join(RECIPES) + " predictions (grey: ignored in "
         "scoring). Chosen by the sim+real model's per-image mIoU.",
         "",
     ]
@@ -306,6 +318,9 @@ def main() -> None:
         "experiment=sim_plus_real` (`data.source_weights={sim: 1, photos: 1}`; encoder frozen for the first 10% of "
         "the run, `model.freeze_pct=0.1`: one epoch of the merged set, the default, would be 40% of it, against about "
         "10% for the other two recipes).",
+        "5. zero-shot+real and zero-shot+sim+real: steps 3 and 4 with `init_from=<zero-shot run>/checkpoints/final.ckpt`"
+        ": a new run (schedule, optimiser and frozen phase afresh) that starts from every weight of the zero-shot "
+        "model, which never saw a photo.",
         "",
         "Folds train without validation and their final model is scored, so the held-out board chooses nothing. "
         "Six boards and a few photos each are a small test: differences of a few hundredths are within what "

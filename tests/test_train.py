@@ -180,6 +180,32 @@ def test_resume_from_a_checkpoint_with_other_classes_is_refused_before_training(
     assert "Traceback" not in out
 
 
+def test_init_from_starts_a_new_run_from_every_weight_of_a_trained_model(tmp_path: Path, synth_root: Path,
+                                                                        checkpoint: Path):
+    # At a learning rate of 1e-12 the run cannot move a weight: its decoder and head end as the checkpoint's
+    # (a fresh decoder with the same seed ends as the untrained one, ~1e-2 away after the checkpoint's epoch).
+    summary, out = _run_in_process(tmp_path, synth_root, f"init_from={checkpoint}", "model.lr=1e-12",
+                                   "trainer.max_epochs=1")
+    assert summary["initialised_from"] == str(checkpoint) and summary["resumed_from"] is None
+    assert summary["epochs"] == 1  # a new run: it does not continue the checkpoint's epochs
+    start = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    end = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    learnt = [k for k, v in start.items() if k.startswith(("model.decoder", "model.segmentation_head"))
+              and v.is_floating_point() and "running_" not in k]
+    assert len(learnt) > 10
+    assert all(torch.allclose(start[k], end[k], atol=1e-6) for k in learnt)
+
+
+def test_init_from_a_model_of_other_classes_is_refused_before_training(tmp_path: Path, checkpoint: Path,
+                                                                        dataset: Path):
+    tax = dataset / "classes.yaml"
+    tax.write_text(tax.read_text().replace("silkscreen", "legend"))
+    result = _cli(tmp_path, *_tiny(dataset), f"init_from={checkpoint}", "hydra.run.dir=other")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1 and "legend" in out and "init_from needs the same classes" in out
+    assert "Traceback" not in out and not (tmp_path / "other" / "checkpoints").exists()
+
+
 def test_holdout_score_in_summary_equals_pcbseg_eval(tmp_path: Path, trained_run: Path):
     summary = json.loads((trained_run / "summary.json").read_text())
     result = subprocess.run([sys.executable, "-m", "pcbseg.cli.eval", f"ckpt_path={summary['best_checkpoint']}",

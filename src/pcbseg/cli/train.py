@@ -3,6 +3,7 @@
     pcbseg-train                                    # synthetic boards, lite0 Unet, CPU
     pcbseg-train model=fpn augment=heavy trainer.max_epochs=20 seed=1
     pcbseg-train ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt   # resume a killed run
+    pcbseg-train experiment=real_photos init_from=<sim run>/checkpoints/last.ckpt   # fine-tune a trained model
 
 Each run writes into its own folder: the resolved config (``.hydra/``), ``checkpoints/best.ckpt``
 and ``last.ckpt``, ``metrics.csv``, and ``summary.json`` with the best checkpoint's holdout scores.
@@ -85,8 +86,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(int(cfg.threads))
 
     datamodule, model = build(cfg)
+    if cfg.get("ckpt_path") and cfg.get("init_from"):
+        raise ConfigError("ckpt_path resumes a run and init_from starts a new one from a model's weights: set one")
     if cfg.get("ckpt_path"):
         check_resume(cfg.ckpt_path, model)
+    if cfg.get("init_from"):
+        init_weights(cfg.init_from, model)
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
     # MLflow 3 refuses its file store unless asked; a local folder is what logger=mlflow promises.
@@ -121,6 +126,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "dataset": str(datamodule.layout.root.resolve()),
         "run_dir": str(out.resolve()),
         "resumed_from": cfg.get("ckpt_path"),
+        "initialised_from": cfg.get("init_from"),
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None,
     }
     if trainer.is_global_zero:
@@ -142,6 +148,32 @@ def check_resume(ckpt_path: str | Path, model: L.LightningModule) -> None:
         if hp.get(key) != model.hparams[key]:
             raise CheckpointError(f"{ckpt_path}: a model.{key}={hp.get(key)} checkpoint cannot resume a "
                                   f"model.{key}={model.hparams[key]} run; set model.{key}={hp.get(key)}")
+
+
+def init_weights(ckpt_path: str | Path, model: L.LightningModule) -> None:
+    """Start ``model`` from every weight of a trained pcbseg checkpoint (encoder, decoder and head).
+
+    A new run: the schedule, optimiser, frozen phase and epochs start afresh (``ckpt_path`` resumes
+    instead). The classes, in order, and the architecture must be the checkpoint's.
+    """
+    contents = read_checkpoint(ckpt_path)
+    hp = contents["hyper_parameters"]
+    theirs, ours = list(hp.get("class_names", [])), list(model.hparams.class_names)
+    if theirs != ours:
+        raise CheckpointError(
+            f"{ckpt_path}: trained for {len(theirs)} classes {theirs}, but this dataset has {len(ours)} {ours}. "
+            f"init_from needs the same classes in the same order; model.weights={ckpt_path} takes only the encoder.")
+    for key in ("arch", "encoder", "arch_kwargs"):
+        if (hp.get(key) or None) != (model.hparams[key] or None):
+            raise CheckpointError(f"{ckpt_path}: its model.{key} is {hp.get(key)!r}, this run's "
+                                  f"{model.hparams[key]!r}; set model.{key} to match it")
+    state = {k.removeprefix("model."): v for k, v in contents["state_dict"].items() if k.startswith("model.")}
+    try:
+        model.model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{ckpt_path}: its weights do not fit this model ({str(e).splitlines()[0]})") from None
+    log.info("Weights initialised from %s (%d tensors); a new run: schedule and optimiser start afresh", ckpt_path,
+             len(state))
 
 
 def holdout_scores(model: L.LightningModule, datamodule: L.LightningDataModule) -> dict[str, Any]:
