@@ -9,6 +9,7 @@ on the holdout at full resolution by pcbseg's metric code:
 * ``photos``: the registered board photos (a dataset from ``scripts/real_photos.py``, at 15 px/mm),
   leave one board out: each board's photos are scored by models trained on the other boards'
   (cut into 384 px tiles); the confusion matrices of the held-out boards are summed per seed.
+  pcbseg runs ``experiment=real_photos``, the plain script 256 px crops, batch 8 like it.
 
 pcbseg runs in its time-budget mode (``trainer.max_time``; the LR schedule spans the steps that fit)
 with no validation during training, so both sides spend the minutes on training alone.
@@ -62,8 +63,9 @@ def jobs(args: argparse.Namespace) -> list[dict]:
             if not (root / "splits.csv").exists():
                 fold(args.photos, root, board)
             for seed in seeds:
+                # experiment=real_photos is pcbseg's recipe for these photos, as experiment=resistor is for the resistors
                 out.append({"set": "photos", "fold": board, "seed": seed, "root": str(root),
-                            "minutes": args.minutes_photos, "extra": [], "crop": 224, "batch": 8})
+                            "minutes": args.minutes_photos, "extra": ["experiment=real_photos"], "crop": 256, "batch": 8})
     methods = [("pcbseg", []), ("plain", [])] if not args.variants_only else []
     methods += [(f"pcbseg+{name}", overrides) for name, overrides in variants(args.variants).items()]
     return [dict(j, method=m, overrides=o) for j in out for m, o in methods]
