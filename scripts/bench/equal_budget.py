@@ -172,9 +172,11 @@ def report(args: argparse.Namespace, names: dict[str, list[str]]) -> None:
     body = (
         "Both recipes train for the same wall-clock minutes with 2 torch threads on the same train split, and their "
         "final models are scored on the holdout at full resolution by the same metric code (`evaluate_images`). "
-        "pcbseg: `pcbseg-train` with its defaults (bf16-mixed where the CPU has it, frozen encoder first, "
-        "one-cycle schedule, CE + Dice, light augmentation) in the time-budget mode `trainer.max_time`, no "
-        "validation during training and no checkpoint picked on the holdout. Plain: `scripts/bench/plain_smp.py` "
+        "pcbseg: `pcbseg-train` with the shipped recipe for the set (`experiment=resistor`: light augmentation, "
+        "128 px crops; `experiment=real_photos`: heavy augmentation, scale jitter, 256 px crops) and its defaults "
+        "(bf16-mixed where the CPU has it, frozen encoder first, one-cycle schedule, CE + Dice) in the time-budget "
+        "mode `trainer.max_time`, no validation during training and no checkpoint picked on the holdout. "
+        "Plain: `scripts/bench/plain_smp.py` "
         "(smp Unet on the same offline ImageNet lite0 encoder, Dice + CE, or Dice + BCE for two classes, Adam 1e-3, "
         "flips and crops, float32). Jobs ran " + (f"{args.parallel} at a time" if args.parallel > 1 else "one at a time")
         + f" on {args.machine}.\n" + "\n".join(lines)
