@@ -331,7 +331,7 @@ def main() -> None:
             return f"**{np.mean(vals):.3f}** ({', '.join(f'{v:.3f}' for v in vals)})"
         lines += [f"Zero-shot over {len(seeded)} training seeds, mean mIoU: {mean(seeded)}"
                   + (f"; with test-time flips: {mean([f'{n}, TTA' for n in seeded])}" if tta else "")
-                  + ". Test-time flips cost about twice the prediction time and no training.", ""]
+                  + ". Test-time flips need no training; they run the model once more per flip on every tile.", ""]
     lines += [
         "Per held-out board (mIoU over the classes present in its photos or predictions):",
         "",
