@@ -52,6 +52,7 @@ from pcbseg.api import load_model
 from pcbseg.data.layout import DatasetLayout, read_image, read_mask
 from pcbseg.data.splits import read_splits
 from pcbseg.evaluate import Evaluation
+from pcbseg.inference import TTA_TRANSFORMS
 from pcbseg.taxonomy import get_taxonomy
 from real_photos import fold
 
@@ -118,7 +119,11 @@ def bare_photos() -> set[str]:
     A ``mixed`` photo (several boards, some assembled) is left out: its crops are not told apart there."""
     out = set()
     for meta in sorted((SHARED / "board-photos").glob("*/board.json")):
-        for p in json.loads(meta.read_text()).get("photos", []):
+        try:
+            photos = json.loads(meta.read_text()).get("photos", [])
+        except (OSError, json.JSONDecodeError) as e:
+            raise SystemExit(f"{meta}: cannot be read as JSON ({e})") from e
+        for p in photos:
             if p.get("state") == "bare":
                 out.add(f"{meta.parent.name}_{Path(p['file']).stem}")
     return out
@@ -184,14 +189,17 @@ def main() -> None:
     ap.add_argument("--data-only", action="store_true", help="build the simulated set and the folds, then stop")
     ap.add_argument("--variants", default="", help='more zero-shot models: "name=override,override;name2=..."')
     ap.add_argument("--tta", default="hflip,vflip",
-                    help="also score every zero-shot model with these test-time flips (pcbseg-eval tta=[...]); '' for none")
+                    help="also score every zero-shot model with these test-time transforms (pcbseg-eval tta=[...]); '' for none")
     args = ap.parse_args()
     bad = [v for v in args.variants.split(";") if v.strip() and "=" not in v.split(",")[0]]
     if bad:
         ap.error(f"--variants: {bad[0]!r} is not name=override[,override...]")
     variants = {f"zero-shot {name.strip()}": ovs.split(",")
                 for name, ovs in (v.split("=", 1) for v in args.variants.split(";") if v.strip())}
-    tta = tuple(t for t in args.tta.split(",") if t.strip())
+    tta = tuple(t.strip() for t in args.tta.split(",") if t.strip())
+    unknown = [t for t in tta if t not in TTA_TRANSFORMS]
+    if unknown:
+        ap.error(f"--tta: unknown transform(s) {unknown}; choose from {list(TTA_TRANSFORMS)}")
     zero_models = ("zero-shot", *variants)
     with_tta = {f"{name}, TTA": name for name in zero_models} if tta else {}
     recipes = (*RECIPES, *variants, *with_tta)
@@ -320,7 +328,7 @@ def main() -> None:
         f"started from the zero-shot model: **{mious['zero-shot+sim+real'] - mious['real-only']:+.3f}**; "
         f"zero-shot: **{mious['zero-shot']:.3f}** (target 0.40). Trace on bare boards (target 0.6) is scored on the "
         f"{len(bare_seen)} photos of boards without parts ({', '.join(sorted(bare_seen))}; `state: bare` in their "
-        "board.json; the two bare boards of a7139_breakout share one photo with an assembled one, so they are left out).",
+        "board.json; a photo of several boards, some of them assembled, is left out).",
         "",
     ]
     # models that differ from zero-shot only by the training seed: their mean is the figure to quote

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section
 
-from pcbseg.api import load_model
+from pcbseg.api import CheckpointError, load_model
 from pcbseg.data.layout import DatasetLayout, read_image, read_mask
 from pcbseg.data.splits import read_splits
 
@@ -56,6 +56,8 @@ def measure(ckpt: Path, root: Path, split: str) -> dict:
         truth = read_mask(layout.mask_path(r.id))
         pred = model.predict(read_image(files[r.id]))
         keep = truth != ignore
+        if keep.any() and truth[keep].max() >= n:
+            raise SystemExit(f"{layout.mask_path(r.id)}: class id {truth[keep].max()} but {ckpt} predicts {n} classes")
         dist = boundary_distance(truth)
         bad = (pred != truth) & keep
         wrong += int(bad.sum())
@@ -82,9 +84,14 @@ def main() -> None:
         for path in (Path(ckpt), Path(root)):
             if not path.exists():
                 ap.error(f"--run {name}: {path} does not exist")
+        if not (Path(root) / "splits.csv").is_file():
+            ap.error(f"--run {name}: {root} is not a pcbseg dataset (no splits.csv)")
     rows = []
     for name, ckpt, root in args.run:
-        m = measure(Path(ckpt), Path(root), args.split)
+        try:
+            m = measure(Path(ckpt), Path(root), args.split)
+        except CheckpointError as e:
+            raise SystemExit(f"--run {name}: {e}") from None
         rows.append(f"| {name} | {m['images']} | {m['mIoU']:.3f} | {m['error']:.4f} | "
                     + " | ".join(f"{m['near'][b]:.0%}" for b in BANDS) + f" | {m['ceiling']:.3f} |")
     body = "\n".join([
