@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 
 from pcbseg.config import compose
 from pcbseg.data.datamodule import PCBDataModule
+from pcbseg.data.dataset import reflect_pad
 from pcbseg.data.layout import DatasetError, read_mask
 from pcbseg.data.splits import read_splits
 
@@ -49,8 +50,41 @@ def test_padding_is_ignored_in_the_mask(dataset: Path):
     vb = next(iter(dm.val_dataloader()))
     assert vb["image"].shape[-2:] == (128, 128)
     assert (vb["mask"][:, 96:, :] == 255).all() and (vb["mask"][:, :, 96:] == 255).all()
-    tb = next(iter(dm.train_dataloader()))  # crop larger than the image: padded with ignore too
-    assert (tb["mask"] == 255).float().mean() > 0.3
+    # the val images are mirrored out to the stride, as the predictor pads them: no black margin
+    mirrored = vb["image"][:, :, 63:95, :96].flip(2)  # rows 94 down to 63, as np.pad "reflect" orders them
+    assert torch.equal(vb["image"][:, :, 96:, :96], mirrored)
+
+
+@pytest.mark.parametrize("jitter", [None, "[0.8,1.25]"])
+def test_crops_larger_than_the_image_mirror_image_and_mask_alike(dataset: Path, jitter: str | None):
+    """An image whose red channel encodes its class: after padding and cropping, every pixel still agrees."""
+    over = [f"data.scale_jitter={jitter}"] if jitter else []
+    dm = _dm(dataset, "data.crop_size=128", *over)
+    dm.prepare_data()
+    dm.setup("fit")
+    rng = np.random.default_rng(0)
+    mask = rng.integers(0, 7, (40, 70)).astype(np.uint8)
+    mask[:, :5] = 3  # a stripe on one edge: a margin of any single colour cannot fake its mirror
+    image = np.stack([mask * 30 + 20, rng.integers(0, 255, mask.shape), np.full_like(mask, 9)], -1).astype(np.uint8)
+    transform = dm._train_transform()
+    for _ in range(5):
+        out = transform(image=image, mask=mask)
+        img, msk = out["image"], out["mask"]
+        assert img.shape[:2] == msk.shape == (128, 128)
+        if jitter is None:  # no resampling: every pixel is a copy of one source pixel, with its class
+            assert (img[..., 0] == msk.astype(np.int64) * 30 + 20).all()
+        assert (img[..., 2] > 0).all()  # no black margin anywhere
+        assert (msk != 255).all()  # mirrored labels are true labels of the mirrored pixels
+
+
+def test_reflect_pad_mirrors_even_past_the_image_size():
+    img = torch.arange(2 * 3 * 4, dtype=torch.float32).view(2, 3, 4)
+    out = reflect_pad(img, 9, 5)
+    assert out.shape == (2, 12, 9)
+    ref = np.pad(img.numpy(), ((0, 0), (0, 9), (0, 5)), mode="reflect")
+    assert np.array_equal(out.numpy(), ref)
+    one = reflect_pad(torch.ones(3, 1, 5), 4, 0)  # a single row has no mirror: its edge repeats
+    assert one.shape == (3, 5, 5) and (one == 1).all()
 
 
 def test_images_come_in_zero_one_and_the_model_normalises_them(dataset: Path):

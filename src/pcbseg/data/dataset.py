@@ -33,6 +33,21 @@ def to_tensor_pair(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, t
     return img, torch.from_numpy(np.ascontiguousarray(mask)).long()
 
 
+def reflect_pad(image: torch.Tensor, bottom: int, right: int) -> torch.Tensor:
+    """Pad a CxHxW image on the bottom and right by mirroring it, as the predictor pads (``np.pad`` ``reflect``).
+
+    Training crops are padded the same way (``cv2.BORDER_REFLECT_101``), so a model never meets a black margin at
+    prediction that it did not learn, or learns one it will not meet. Pads longer than the image repeat the mirror."""
+    while bottom > 0 or right > 0:
+        h, w = image.shape[-2:]
+        if h < 2 or w < 2:  # nothing to mirror: repeat the edge
+            return F.pad(image[None], (0, right, 0, bottom), mode="replicate")[0]
+        b, r = min(bottom, h - 1), min(right, w - 1)
+        image = F.pad(image[None], (0, r, 0, b), mode="reflect")[0]
+        bottom, right = bottom - b, right - r
+    return image
+
+
 def rescale_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """``(height, width)`` of an image resized by ``scale``, as :func:`rescale_pair` makes it."""
     return max(1, round(height * scale)), max(1, round(width * scale))
@@ -151,7 +166,7 @@ class SegmentationDataset(Dataset):
 
 
 class TileDataset(Dataset):
-    """Non-overlapping ``tile`` x ``tile`` windows of every image, edge tiles padded with ignore."""
+    """Non-overlapping ``tile`` x ``tile`` windows of every image; edge tiles are mirrored out, their masks ignore."""
 
     def __init__(self, base: SegmentationDataset, sizes: Sequence[tuple[int, int]], tile: int, ignore_index: int = 255):
         self.base, self.tile, self.ignore_index = base, tile, ignore_index
@@ -168,7 +183,7 @@ class TileDataset(Dataset):
         msk = sample["mask"][y:y + self.tile, x:x + self.tile]
         ph, pw = self.tile - img.shape[1], self.tile - img.shape[2]
         if ph or pw:
-            img = F.pad(img, (0, pw, 0, ph))
+            img = reflect_pad(img, ph, pw)
             msk = F.pad(msk, (0, pw, 0, ph), value=self.ignore_index)
         return {"image": img, "mask": msk, "id": f"{sample['id']}@{y},{x}"}
 
@@ -176,7 +191,8 @@ class TileDataset(Dataset):
 class PadCollate:
     """Batch images of different sizes: pad each to the batch's largest, rounded up to ``divisor``.
 
-    Padding is zero in the image and ``ignore_index`` in the mask, so no metric counts it.
+    The image is mirrored out (:func:`reflect_pad`, as the predictor pads) and the mask padded with
+    ``ignore_index``, so no metric counts the padding.
     """
 
     def __init__(self, divisor: int = 32, ignore_index: int = 255):
@@ -190,6 +206,6 @@ class PadCollate:
         images, masks = [], []
         for s in batch:
             ph, pw = h - s["image"].shape[1], w - s["image"].shape[2]
-            images.append(F.pad(s["image"], (0, pw, 0, ph)))
+            images.append(reflect_pad(s["image"], ph, pw))
             masks.append(F.pad(s["mask"], (0, pw, 0, ph), value=self.ignore_index))
         return {"image": torch.stack(images), "mask": torch.stack(masks), "id": [s["id"] for s in batch]}
