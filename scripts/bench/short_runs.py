@@ -60,6 +60,8 @@ def report(args: argparse.Namespace) -> None:
     groups: dict[tuple[str, str], list[dict]] = {}
     for f in sorted((args.work / "results").glob("*/*-s*.json")):
         groups.setdefault((f.parent.name, f.stem.rsplit("-s", 1)[0]), []).append(json.loads(f.read_text()))
+    if not groups:  # an empty table would replace the section that is there
+        raise SystemExit(f"{args.work / 'results'}: no finished runs; docs/benchmarks.md left as it is")
     lines = ["| code | recipe | seeds | holdout mIoU (mean ± sd) | loop val/mIoU (mean ± sd) | pixel error | "
              "majority-class error | optimiser steps | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for (label, name), rs in groups.items():
