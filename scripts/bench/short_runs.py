@@ -42,7 +42,10 @@ def run_job(work: Path, root: Path, epochs: int, label: str, name: str, override
            *overrides, f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "OMP_NUM_THREADS": "2", "HF_HUB_OFFLINE": "1"}
     with dest.with_suffix(".log").open("w") as log:
-        subprocess.run(cmd, check=True, env=env, stdout=log, stderr=subprocess.STDOUT)
+        done = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode:  # a bad override or dataset: say where pcbseg-train said why, keep the finished jobs
+        raise SystemExit(f"{label}/{name}-s{seed}: pcbseg-train failed (exit {done.returncode}) with "
+                         f"{' '.join(overrides) or 'the defaults'}; its output is in {dest.with_suffix('.log')}")
     s = json.loads((run_dir / "summary.json").read_text())
     logged = [r for r in csv.DictReader((run_dir / "metrics.csv").open()) if r.get("val/mIoU")]
     dest.write_text(json.dumps({
