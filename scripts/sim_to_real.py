@@ -93,6 +93,19 @@ def train(experiment: str, root: Path, out: Path, minutes: float, seed: int, cwd
     return ckpt
 
 
+def build_sim(data: Path, boards: int, renders: int, layouts: list[Path] | None, cwd: Path) -> Path:
+    """``data/sim``: ``boards`` synthetic boards and ``renders`` crops per side of each Gerber layout (the six in
+    ../shared/data/gerbers unless ``layouts``), all in the photo look, merged."""
+    layouts = layouts or sorted(p for p in (SHARED / "gerbers").iterdir() if p.is_dir())
+    run(["pcbseg-synth", f"out={data / 'sim-synth'}", f"num_boards={boards}", "size=320", "look=photo",
+         "valid_pct=0.1", "overwrite=true"], cwd)
+    run(["pcbseg-import", "gerber", *map(str, layouts), "--out", str(data / "sim-gerber"), "--renders",
+         str(renders), "--size", "384", "--look", "photo", "--overwrite"], cwd)
+    run(["pcbseg-import", "merge", str(data / "sim-synth"), str(data / "sim-gerber"), "--out", str(data / "sim"),
+         "--overwrite"], cwd)
+    return data / "sim"
+
+
 def merged_fold(sim: Path, photos: Path, dst: Path, cwd: Path) -> None:
     """``sim`` + ``photos`` with every sim image in train: the held-out board's photos are the only val."""
     if (dst / "splits.csv").is_file():
@@ -139,9 +152,10 @@ def fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
-def score(ckpt: Path, root: Path, tta: tuple[str, ...] = ()) -> tuple[np.ndarray, dict[str, float], dict[str, np.ndarray]]:
-    """Confusion matrix, per-image mIoU and predicted masks of a model on ``root``'s val photos at 15 px/mm,
-    with ``tta`` as ``pcbseg-eval tta=[...]`` averages it."""
+def score(ckpt: Path, root: Path, tta: tuple[str, ...] = (), every_image: bool = False,
+          ) -> tuple[np.ndarray, dict[str, float], dict[str, np.ndarray]]:
+    """Confusion matrix, per-image mIoU and predicted masks of a model on ``root``'s val photos (``every_image``:
+    all of them, for a model that saw none) at 15 px/mm, with ``tta`` as ``pcbseg-eval tta=[...]`` averages it."""
     model = load_model(ckpt)
     predictor = model.predictor(px_per_mm=PHOTO_PPM, tta=tta)
     layout = DatasetLayout(root)
@@ -149,7 +163,7 @@ def score(ckpt: Path, root: Path, tta: tuple[str, ...] = ()) -> tuple[np.ndarray
     ev = Evaluation(list(TAX.names), TAX.ignore_index)
     masks = {}
     for r in read_splits(layout.splits):
-        if r.split != "val":
+        if r.split != "val" and not every_image:
             continue
         masks[r.id] = predictor.predict(read_image(files[r.id])).mask
         ev.add(r.id, masks[r.id], read_mask(layout.mask_path(r.id)))
@@ -211,13 +225,7 @@ def main() -> None:
     # 1. the simulated set
     sim = data / "sim"
     if not (args.reuse and (sim / "splits.csv").is_file()):
-        layouts = args.layouts or sorted(p for p in (SHARED / "gerbers").iterdir() if p.is_dir())
-        run(["pcbseg-synth", f"out={data / 'sim-synth'}", f"num_boards={args.boards}", "size=320", "look=photo",
-             "valid_pct=0.1", "overwrite=true"], work)
-        run(["pcbseg-import", "gerber", *map(str, layouts), "--out", str(data / "sim-gerber"), "--renders",
-             str(args.renders), "--size", "384", "--look", "photo", "--overwrite"], work)
-        run(["pcbseg-import", "merge", str(data / "sim-synth"), str(data / "sim-gerber"), "--out", str(sim),
-             "--overwrite"], work)
+        build_sim(data, args.boards, args.renders, args.layouts, work)
 
     # 2. folds
     boards = sorted({r.group for r in read_splits(args.photos / "splits.csv")})
