@@ -137,40 +137,6 @@ def test_photo_look_draws_more_and_whole_board_pours():
     assert share["photo"] > share["classic"] + 0.05, share
 
 
-def test_a_bare_board_keeps_every_footprint_of_the_populated_one_without_the_bodies():
-    from pcbseg.data.synth.board import Board
-
-    tax = get_taxonomy("default")
-    boards = []
-    for populated in (True, False):
-        board = Board(np.random.default_rng(4), 160, 10.0, tax)
-        board.populated = populated
-        board.place_parts(40)
-        board.silkscreen({})
-        boards.append(board)
-    full, bare = boards
-    assert full.comp_alpha.any() and not bare.comp_alpha.any()
-    assert len(full.parts) == len(bare.parts) > 3
-    for name in ("pad", "hole", "silk"):  # same footprints, drills and print: only the parts are left off
-        assert np.array_equal(getattr(full.layers, name), getattr(bare.layers, name)), name
-    lab_full, lab_bare = full.label_map(), bare.label_map()
-    comp = tax.id_of("component")
-    assert (lab_full == comp).any() and not (lab_bare == comp).any()
-    same = lab_full != comp  # outside the bodies the two label maps agree
-    assert np.array_equal(lab_full[same], lab_bare[same])
-
-
-def test_photo_look_draws_bare_boards_and_sparse_ones():
-    tax = get_taxonomy("default")
-    pad, comp = tax.id_of("pad"), tax.id_of("component")
-    masks = [render_board(s, size=128, look="photo")[1] for s in range(30)]
-    bare = sum(bool((m == pad).any() and not (m == comp).any()) for m in masks)
-    assert 8 <= bare <= 24, bare  # a third drawn bare, more at this size with no part that fits
-    comp_share = {look: np.mean([(render_board(s, size=128, look=look)[1] == comp).mean() for s in range(30)])
-                  for look in ("classic", "photo")}
-    assert comp_share["photo"] < 0.8 * comp_share["classic"], comp_share
-
-
 def test_written_dataset_is_byte_identical_for_the_same_seed(tmp_path: Path):
     a = write_dataset(tmp_path / "a", num_boards=5, size=64, seed=3, workers=2)
     b = write_dataset(tmp_path / "b", num_boards=5, size=64, seed=3, workers=1)

@@ -38,7 +38,6 @@ class Board:
         self.comp_metal = np.zeros((size, size), np.uint8)
         self.comp_label = np.zeros((size, size), np.uint8)
         self.via_size = (0.8, 0.4)  # ring and drill diameter in mm, drawn per board
-        self.populated = True  # False: a bare board, footprints (pads, drills, silkscreen) without part bodies
 
     # geometry -----------------------------------------------------------------------------
     def _to_px(self, center: tuple[float, float], rot: int, x: float, y: float) -> tuple[float, float]:
@@ -92,9 +91,6 @@ class Board:
             self.pins.append((px, py, dx / norm, dy / norm))
         for x, y, d in part.drills:
             self._circle(L.hole, self._to_px(center, rot, x, y), d * self.ppm)
-        self.parts.append((part, center, rot))
-        if not self.populated:
-            return
         label = self.tax.resolve(part.kind)
         for shape, geom, rgb, metal in part.shapes:
             colour = tuple(float(c) for c in rgb)
@@ -108,6 +104,7 @@ class Board:
                 for layer, value in ((self.comp_rgb, colour), (self.comp_alpha, 1), (self.comp_label, label + 1)):
                     self._circle(layer, xy, geom[2] * self.ppm, value)
                 self._circle(self.comp_metal, xy, geom[2] * self.ppm, int(metal))
+        self.parts.append((part, center, rot))
 
     def place_tht_rows(self, count: int) -> None:
         """Unpopulated through-hole footprints (headers, test points): pads with drills."""

@@ -57,18 +57,11 @@ def render_board(seed: int, size: int = 384, taxonomy: str | Taxonomy = "default
     canvas = int(math.ceil(size * 1.2)) + 8  # margin for rotation and perspective
     board = Board(rng, canvas, ppm, tax)
     area_mm2 = (canvas / ppm) ** 2
-    if look == "photo":
-        # 5 of the 14 registered shared photos show bare boards (7 with the mixed one): footprints, no parts. With
-        # the sparse draws below, about 4 in 10 photo-look boards at 320 px show no part.
-        board.populated = rng.random() >= 0.3
     board.via_size = (rng.uniform(0.6, 1.0), rng.uniform(0.3, 0.45))
     # Big footprints first: they would rarely find room once the small parts are down.
     board.mounting_holes()
     board.place_tht_rows(int(rng.integers(1, 5)))
-    # mm² of board per part tried. The shared photos' boards are sparser than the classic draw: wide runs of
-    # pour or bare mask between a few footprints (gb_cart_nucleo_shield, nes2msx), so the photo look spans both.
-    per_part = math.exp(rng.uniform(math.log(8), math.log(60))) if look == "photo" else rng.uniform(8, 20)
-    board.place_parts(int(area_mm2 / per_part))
+    board.place_parts(int(area_mm2 / rng.uniform(8, 20)))
     board.route_traces(int(len(board.pins) * rng.uniform(0.2, 0.5)) + 2, [0.2, 0.25, 0.3, 0.4, 0.5, 0.8, 1.2])
     board.route_buses(int(rng.integers(0, 3)))
     board.scatter_vias(int(area_mm2 / rng.uniform(25, 90)))
