@@ -120,7 +120,14 @@ def main() -> None:
         unknown = [t for t in tta if t not in TTA_TRANSFORMS]
         if unknown:
             raise SystemExit(f"--tta: unknown transform(s) {unknown}; choose from {list(TTA_TRANSFORMS)}")
-        for seed in (int(s) for s in args.seeds.split(",")):
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise SystemExit(f"--seeds: {args.seeds!r} is not a comma-separated list of integers") from None
+        if args.minutes <= 0:
+            raise SystemExit(f"--minutes: {args.minutes:g} is not a training time; give minutes > 0")
+        args.work.mkdir(parents=True, exist_ok=True)  # the jobs run in it
+        for seed in seeds:
             run_seed(args, seed, tta)
             print(f"done {args.label}/s{seed}", flush=True)
     report(args)
