@@ -60,7 +60,6 @@ def _ms(xs: list[float]) -> str:
 
 
 def report(args: argparse.Namespace) -> None:
-    rows = []
     found = sorted(args.work.glob("*/scores/s*.json"))
     if not found:  # an empty table would replace the section that is there
         raise SystemExit(f"{args.work}: no scored zero-shot runs; docs/benchmarks.md left as it is")
