@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from cli_runner import run_cli
 
 # Tests must never reach a model hub: an attempt fails fast instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -38,8 +38,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> P
     tmp = tmp_path_factory.mktemp("trained")
     args = ["data=folder", f"data.root={synth_root}", "data.crop_size=64", "data.batch_size=4", "data.num_workers=0",
             "trainer.max_epochs=1", "~callbacks.progress_bar", "hydra.run.dir=run"]
-    result = subprocess.run([sys.executable, "-m", "pcbseg.cli.train", *args], cwd=tmp, capture_output=True, text=True,
-                            timeout=300)
+    result = run_cli("pcbseg.cli.train", *args, cwd=tmp)
     assert result.returncode == 0, result.stderr[-2000:]
     return tmp / "run"
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import pcbseg
+from cli_runner import run_cli
 from pcbseg.data.layout import read_image, read_mask
 from pcbseg.taxonomy import load_classes
 
@@ -96,9 +97,8 @@ def test_clis_refuse_unusable_checkpoints_in_one_paragraph(tmp_path: Path, check
     for kind, (path, words) in _bad_checkpoints(tmp_path, checkpoint).items():
         if kind in ("folder", "missing", "foreign"):
             continue  # the same code path as "text"; the API test covers their messages
-        result = subprocess.run([sys.executable, "-m", f"pcbseg.cli.{tool}", f"ckpt_path={path}", *extra[tool],
-                                 f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300,
-                                cwd=tmp_path)
+        result = run_cli(f"pcbseg.cli.{tool}", f"ckpt_path={path}", *extra[tool], f"hydra.run.dir={tmp_path / 'run'}",
+                         cwd=tmp_path)
         out = result.stdout + result.stderr
         assert result.returncode == 1, (kind, out[-2000:])
         assert words in out and str(path) in out, (kind, out[-2000:])

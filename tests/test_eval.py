@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cli_runner import run_cli
 from pcbseg.cli.compare import main as compare_main
 from pcbseg.evaluate import Evaluation, boundary
 from pcbseg.metrics import scores_from_confusion
@@ -65,8 +65,7 @@ def test_boundary_band_is_inside_the_region_and_ignores_the_image_border():
 
 
 def _eval(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pcbseg.cli.eval", *overrides], cwd=cwd, capture_output=True, text=True,
-                          timeout=400)
+    return run_cli("pcbseg.cli.eval", *overrides, cwd=cwd)
 
 
 def test_eval_writes_metrics_and_a_self_contained_report(tmp_path: Path, checkpoint: Path):

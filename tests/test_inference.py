@@ -6,7 +6,6 @@ import itertools
 import json
 import logging
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -15,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_runner import run_cli
 from pcbseg.data.synth import render_board
 from pcbseg.inference import TiledPredictor, no_board_note, tile_starts, window
 from pcbseg.models.module import SegmentationModule
@@ -107,8 +107,7 @@ def _write_kinds(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def _predict(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pcbseg.cli.predict", *overrides], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return run_cli("pcbseg.cli.predict", *overrides, cwd=cwd)
 
 
 def test_predict_handles_every_image_kind_and_skips_bad_files(tmp_path: Path, checkpoint: Path):
@@ -134,8 +133,7 @@ def test_predict_handles_every_image_kind_and_skips_bad_files(tmp_path: Path, ch
 def test_export_onnx_parity_and_onnx_backend(tmp_path: Path, checkpoint: Path):
     pytest.importorskip("onnxruntime")
     onnx_path = tmp_path / "model.onnx"
-    result = subprocess.run([sys.executable, "-m", "pcbseg.cli.export", f"ckpt_path={checkpoint}", f"output={onnx_path}"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = run_cli("pcbseg.cli.export", f"ckpt_path={checkpoint}", f"output={onnx_path}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(onnx_path.with_suffix(".onnx.json").read_text())
     assert report["max_abs_diff"] < 1e-3 and report["argmax_agreement"] > 0.999
@@ -161,9 +159,9 @@ def test_onnx_parity_failure_is_reported_and_exits_1(tmp_path: Path, checkpoint:
     monkeypatch.setattr(export.OnnxForward, "__call__", lambda self, x: original(self, x) + 0.01)  # a drifting runtime
     report = export.export_onnx(load_model(checkpoint), tmp_path / "drift.onnx")
     assert report["max_abs_diff"] == pytest.approx(0.01, abs=1e-3) and not export.parity_ok(report)
-    result = subprocess.run([sys.executable, "-m", "pcbseg.cli.export", f"ckpt_path={checkpoint}",
-                             f"output={tmp_path / 'strict.onnx'}", "tolerance=1e-12"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    monkeypatch.undo()  # the command's own runtime: a tolerance of 1e-12 is what fails it
+    result = run_cli("pcbseg.cli.export", f"ckpt_path={checkpoint}", f"output={tmp_path / 'strict.onnx'}", "tolerance=1e-12",
+                     cwd=tmp_path)
     out = result.stdout + result.stderr
     assert result.returncode == 1 and "parity check failed" in out and "Traceback" not in out
 

@@ -81,7 +81,10 @@ def synthetic_photo(side, rng: np.random.Generator, size=(1200, 900), fill=(0.45
 
 
 @needs_gerbers
-@pytest.mark.parametrize("board", ["tfrpm01", "nrfmicro", "pluto_f91w", "snappergps", "wulpus_hv", "ferris"])
+# One board per CAD tool and version of ../shared/data/gerbers. ferris (KiCad 5.1, as nrfmicro) is left out: at
+# 210 mm its 10 px/mm photo is 3800 px wide and its round trip alone took 133 s of a CI run (the others 12 to 28 s);
+# test_gerber still imports and checks it.
+@pytest.mark.parametrize("board", ["tfrpm01", "nrfmicro", "pluto_f91w", "snappergps", "wulpus_hv"])
 def test_round_trip_recovers_the_board_corners_within_a_pixel(board: str):
     sides = sides_of(GERBERS / board, 16)
     render_side = sides_of(GERBERS / board, 32)[0]  # rendered finer than the photo, as a camera sees a board

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli_runner import run_cli
 from pcbseg.cli.sweep_report import main as sweep_report
 
 
@@ -18,8 +19,7 @@ def test_grid_multirun_with_a_failed_run_and_its_leaderboard(tmp_path: Path, syn
         # lite0 works offline; resnet18 would need the hub, so that run fails at once (HF_HUB_OFFLINE=1)
         "model.encoder=tu-tf_efficientnet_lite0,tu-resnet18", "model=unet,fpn",
     ]
-    result = subprocess.run([sys.executable, "-m", "pcbseg.cli.train", *args], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    result = run_cli("pcbseg.cli.train", *args, cwd=tmp_path)
     sweep = tmp_path / "sweep"
     runs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
     assert [p.name for p in runs] == ["0", "1", "2", "3"], result.stderr[-2000:]
@@ -43,8 +43,7 @@ def test_grid_multirun_with_a_failed_run_and_its_leaderboard(tmp_path: Path, syn
     # Re-running the same sweep skips the finished runs and tries the failed ones again.
     finished = [p for p in runs if statuses[p.name] == "finished"]
     stamps = {p: (p / "summary.json").stat().st_mtime_ns for p in finished}
-    again = subprocess.run([sys.executable, "-m", "pcbseg.cli.train", *args], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=600)
+    again = run_cli("pcbseg.cli.train", *args, cwd=tmp_path)
     assert "skipped" in again.stdout + again.stderr
     assert all((p / "summary.json").stat().st_mtime_ns == stamps[p] for p in finished)
 
@@ -71,8 +70,7 @@ def test_optuna_study_runs_trials_and_returns_the_metric(tmp_path: Path, synth_r
         "data=folder", f"data.root={synth_root}", "data.crop_size=64", "data.batch_size=4", "data.num_workers=0",
         "trainer.max_epochs=1", "~callbacks.progress_bar", "hydra.sweep.dir=study",
     ]
-    result = subprocess.run([sys.executable, "-m", "pcbseg.cli.train", *args], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    result = run_cli("pcbseg.cli.train", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     import yaml
 
