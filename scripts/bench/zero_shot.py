@@ -2,15 +2,16 @@
 scored on every photo, several training seeds, for comparing changes to the photo look or the recipe.
 
     python scripts/bench/zero_shot.py --photos data/bench-photos --work /tmp/zs --minutes 30 --seeds 0,1 \
-        [--boards 300] [--renders 24] [--label "this code"] [--tta hflip,vflip] [--report-only]
+        [--boards 300] [--renders 24] [--label "this code"] [--tta hflip,vflip] [--train data.px_per_mm=8 ...]
+        [--sim data/sim] [--report-only]
 
 ``--photos`` is the registered photo set at 15 px/mm (``scripts/real_photos.py``). Per ``--label`` (the code
-the jobs ran: run the script from an installed copy of other code with ``PYTHONPATH`` to compare), the
-simulated set is built once in ``WORK/LABEL/data`` as ``scripts/sim_to_real.py`` builds it, then one 30-minute
-(``--minutes``) model per seed, without validation, its final model scored on all photos: none was seen in
-training, so no fold is needed. Per-class IoU from the confusion matrix summed over the photos, with and
-without test-time flips; trace IoU on the photos of bare boards. docs/sim_to_real.md has the fold recipes;
-this section the zero-shot seeds.
+or recipe the jobs ran: run the script from an installed copy of other code with ``PYTHONPATH`` to compare, or
+give pcbseg-train overrides with ``--train``), the simulated set is built once in ``WORK/LABEL/data`` as
+``scripts/sim_to_real.py`` builds it (or ``--sim`` names one), then one 30-minute (``--minutes``) model per seed,
+without validation, its final model scored on all photos: none was seen in training, so no fold is needed.
+Per-class IoU from the confusion matrix summed over the photos, with and without test-time flips; trace IoU on
+the photos of bare boards. docs/sim_to_real.md has the fold recipes; this section the zero-shot seeds.
 """
 
 from __future__ import annotations
@@ -38,11 +39,16 @@ def run_seed(args: argparse.Namespace, seed: int, tta: tuple[str, ...]) -> None:
     if dest.exists():
         return
     data = args.work / args.label / "data"
-    sim = data / "sim" if (data / "sim" / "splits.csv").is_file() else build_sim(data, args.boards, args.renders,
-                                                                                  None, args.work)
-    ckpt = train("sim_to_real", sim, args.work / args.label / "runs" / f"s{seed}", args.minutes, seed, args.work)
+    if args.sim is not None:
+        sim = args.sim
+    else:
+        sim = data / "sim" if (data / "sim" / "splits.csv").is_file() else build_sim(data, args.boards, args.renders,
+                                                                                      None, args.work)
+    ckpt = train("sim_to_real", sim, args.work / args.label / "runs" / f"s{seed}", args.minutes, seed, args.work,
+                 extra=args.train)
     bare = bare_photos()
-    out = {"steps": json.loads((ckpt.parent.parent / "summary.json").read_text())["global_steps"]}
+    out = {"steps": json.loads((ckpt.parent.parent / "summary.json").read_text())["global_steps"],
+           "overrides": args.train}
     for name, t in (("plain", ()), ("tta", tta)):
         if name == "tta" and not t:
             continue
@@ -57,6 +63,13 @@ def run_seed(args: argparse.Namespace, seed: int, tta: tuple[str, ...]) -> None:
 
 def _ms(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"
+
+
+def _recipes(by_label: dict[str, list[tuple[int, dict]]]) -> str:
+    """The pcbseg-train overrides each label's runs were given (``--train``), where any were."""
+    lines = [f"- {label}: " + ", ".join(f"`{o}`" for o in runs[0][1]["overrides"])
+             for label, runs in by_label.items() if runs[0][1].get("overrides")]
+    return "\n\nTraining overrides:\n\n" + "\n".join(lines) if lines else ""
 
 
 def report(args: argparse.Namespace) -> None:
@@ -95,7 +108,7 @@ def report(args: argparse.Namespace) -> None:
             "IoU from the confusion matrix summed over the photos; trace on the photos of bare boards (`state: bare`). "
             "Targets (issue 15): mIoU 0.40, bare-board trace 0.6.\n\n" + "\n".join(rows)
             + "\n\nOver the seeds:\n\n| code | predicted | seeds | mIoU (mean ± sd) | trace, bare boards (mean ± sd) |\n"
-            "|---|---|---|---|---|\n" + "\n".join(means))
+            "|---|---|---|---|---|\n" + "\n".join(means) + _recipes(by_label))
     write_section("zero-shot", "Zero-shot on the registered photos, seed by seed", body)
 
 
@@ -109,10 +122,16 @@ def main() -> None:
     ap.add_argument("--renders", type=int, default=24, help="render crops per side of each Gerber layout")
     ap.add_argument("--label", default="this code")
     ap.add_argument("--tta", default="hflip,vflip", help="test-time transforms for the second score; '' for none")
+    ap.add_argument("--train", action="append", default=[], metavar="OVERRIDE",
+                    help="a pcbseg-train override for this label's runs, e.g. data.px_per_mm=8 (repeatable)")
+    ap.add_argument("--sim", type=Path, help="an existing simulated set to train on instead of building one")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     args.work = args.work.resolve()
     if not args.report_only:
+        if args.sim is not None and not (args.sim / "splits.csv").is_file():
+            raise SystemExit(f"--sim {args.sim}: not a dataset folder (no splits.csv)")
+        args.sim = args.sim.resolve() if args.sim is not None else None
         if not (args.photos / "splits.csv").is_file():
             raise SystemExit(f"{args.photos}: not a registered photo set (no splits.csv); scripts/real_photos.py makes it")
         tta = tuple(t.strip() for t in args.tta.split(",") if t.strip())
