@@ -67,7 +67,9 @@ RECIPES = ("zero-shot", "real-only", "sim+real", "zero-shot+real", "zero-shot+si
 
 def run(cmd: list[str], cwd: Path) -> None:
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=cwd, check=True)
+    if subprocess.run(cmd, cwd=cwd).returncode != 0:  # its own output above says why; no traceback of ours on top
+        raise SystemExit(f"{Path(cmd[0]).name} {' '.join(cmd[1:3])} ... failed (its message is above); finished runs and "
+                         f"built data in {cwd} are kept")
 
 
 def clock(minutes: float) -> str:
