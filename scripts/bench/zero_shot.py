@@ -53,10 +53,12 @@ def run_seed(args: argparse.Namespace, seed: int, tta: tuple[str, ...]) -> None:
         if name == "tta" and not t:
             continue
         cm, _, masks = score(ckpt, args.photos, t, every_image=True)
-        bare_cm = sum((confusion(m, read_mask(args.photos / "masks" / f"{i}.png")) for i, m in masks.items()
-                       if i in bare), np.zeros_like(cm))
+        # kept per photo so a later look at one board needs no model and no second scoring
+        per_image = {i: confusion(m, read_mask(args.photos / "masks" / f"{i}.png")) for i, m in masks.items()}
+        bare_cm = sum((c for i, c in per_image.items() if i in bare), np.zeros_like(cm))
         out[name] = {"confusion_matrix": cm.tolist(), "bare_confusion_matrix": bare_cm.tolist(),
-                     "bare_images": sorted(i for i in masks if i in bare), "images": len(masks)}
+                     "bare_images": sorted(i for i in masks if i in bare), "images": len(masks),
+                     "per_image": {i: c.tolist() for i, c in sorted(per_image.items())}}
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out))
 
