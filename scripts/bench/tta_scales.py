@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pcbseg.api import load_model
+from pcbseg.api import CheckpointError, load_model
 from pcbseg.data.layout import DatasetLayout, read_image, read_mask
 from pcbseg.data.splits import read_splits
 from sim_to_real import PHOTO_PPM, bare_photos, confusion
@@ -57,10 +57,15 @@ def main() -> None:
                if not p.is_file()]
     if missing:
         sys.exit(f"no zero-shot model at {', '.join(map(str, missing))}: run scripts/bench/zero_shot.py first")
+    if not (args.photos / "splits.csv").is_file():
+        sys.exit(f"{args.photos}: not a registered photo set (no splits.csv); scripts/real_photos.py makes it")
     bare = bare_photos()
     for label in args.labels:
         t0 = time.time()
-        cms = score_label(args.work / label / "runs" / "s0" / "checkpoints" / "final.ckpt", args.photos)
+        try:
+            cms = score_label(args.work / label / "runs" / "s0" / "checkpoints" / "final.ckpt", args.photos)
+        except CheckpointError as e:
+            sys.exit(str(e))
         print(f"{label}: {time.time() - t0:.0f} s", flush=True)
         for name, per in cms.items():
             cm = sum(np.array(c) for c in per.values())
