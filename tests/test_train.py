@@ -89,6 +89,27 @@ def test_frequency_class_weights_favour_rare_classes_and_travel_with_the_checkpo
     assert frequency_weights([5, 0, 5]) == [1.0, 1.0, 1.0]  # an absent class is left alone
 
 
+def test_a_prior_head_bias_starts_the_model_at_the_train_splits_class_mix(tmp_path: Path, synth_root: Path):
+    import numpy as np
+
+    from pcbseg.data.layout import read_mask
+    from pcbseg.data.splits import read_splits
+    from pcbseg.models.module import prior_bias
+
+    # At a learning rate of 1e-12 the bias ends where the prior put it.
+    _, out = _run_in_process(tmp_path, synth_root, "model.head_bias=prior", "model.lr=1e-12", "trainer.max_epochs=1")
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    bias = state["model.segmentation_head.0.bias"].double()
+    counts = np.zeros(7)
+    for row in read_splits(synth_root / "splits.csv"):
+        if row.split == "train":
+            counts += np.bincount(read_mask(synth_root / "masks" / f"{row.id}.png").ravel(), minlength=256)[:7]
+    share = np.maximum(counts / counts.sum(), 1e-4)
+    assert torch.softmax(bias, 0).numpy() == pytest.approx(share / share.sum(), rel=1e-4)
+    assert int(bias.argmax()) == int(counts.argmax()) == 0  # background, the bulk of a board
+    assert torch.softmax(torch.tensor(prior_bias([600, 300, 100])), 0).tolist() == pytest.approx([0.6, 0.3, 0.1])
+
+
 def test_encoder_is_frozen_first_then_fine_tuned(tmp_path: Path, synth_root: Path):
     _, out = _run_in_process(tmp_path, synth_root, "trainer.max_epochs=1", "callbacks.model_checkpoint.save_last=false")
     from pcbseg.models.weights import resolve_weights
@@ -191,8 +212,9 @@ def test_init_from_starts_a_new_run_from_every_weight_of_a_trained_model(tmp_pat
                                                                         checkpoint: Path):
     # At a learning rate of 1e-12 the run cannot move a weight: its decoder and head end as the checkpoint's
     # (a fresh decoder with the same seed ends as the untrained one, ~1e-2 away after the checkpoint's epoch).
+    # With model.head_bias=prior too: the prior is for untrained heads and must not replace this one.
     summary, out = _run_in_process(tmp_path, synth_root, f"init_from={checkpoint}", "model.lr=1e-12",
-                                   "trainer.max_epochs=1")
+                                   "trainer.max_epochs=1", "model.head_bias=prior")
     assert summary["initialised_from"] == str(checkpoint) and summary["resumed_from"] is None
     assert summary["epochs"] == 1  # a new run: it does not continue the checkpoint's epochs
     start = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]

@@ -172,6 +172,7 @@ def init_weights(ckpt_path: str | Path, model: L.LightningModule) -> None:
         model.model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{ckpt_path}: its weights do not fit this model ({str(e).splitlines()[0]})") from None
+    model.head_prior_pending = False  # the head is trained: model.head_bias=prior must not replace it
     log.info("Weights initialised from %s (%d tensors); a new run: schedule and optimiser start afresh", ckpt_path,
              len(state))
 

@@ -117,6 +117,10 @@ class SegmentationModule(L.LightningModule):
         class_weights: per-class weights for cross-entropy, or ``"frequency"``: median-frequency
             balancing from the train split's pixel counts (rare classes such as via and hole weigh
             more; clipped to [0.1, 10]), computed when training starts and kept in the checkpoint.
+        head_bias: ``"prior"`` sets the bias of the last layer to the log of each class's share of the
+            train split's pixels when training starts, so the untrained model predicts the class mix of
+            the data (the majority class everywhere) instead of noise; ``None`` keeps the random start.
+            Weights loaded from a checkpoint (``init_from``, a resumed run) replace it.
         lr: peak learning rate of the decoder and head; the encoder gets ``lr / encoder_lr_div``.
         schedule: ``onecycle``, ``cosine`` or ``constant``; ``warmup_pct`` of each cycle warms up.
         freeze_epochs: epochs (fractions allowed) with the encoder, BatchNorm included, frozen
@@ -147,6 +151,7 @@ class SegmentationModule(L.LightningModule):
         std: Sequence[float] | None = None,
         loss: Mapping[str, float] | None = None,
         class_weights: Sequence[float] | str | None = None,
+        head_bias: str | None = None,
         lr: float = 2e-3,
         encoder_lr_div: float = 10.0,
         weight_decay: float = 1e-4,
@@ -199,12 +204,13 @@ class SegmentationModule(L.LightningModule):
             f"null, 'frequency' or {num_classes} numbers >= 0")
         _check("class_weights", not (class_weights and not float(loss.get("ce", 0))), class_weights,
                "null while model.loss.ce is 0: class weights apply to the cross-entropy term")
+        _check("head_bias", head_bias in (None, "prior"), head_bias, "null or 'prior'")
         self.save_hyperparameters({
             "arch": arch, "encoder": encoder, "weights": weights, "num_classes": num_classes,
             "class_names": class_names, "ignore_index": ignore_index, "class_colours": colours, "mean": mean,
             "std": std, "loss": loss,
             "class_weights": class_weights if by_frequency or not class_weights else list(class_weights),
-            "lr": lr,
+            "head_bias": head_bias, "lr": lr,
             "encoder_lr_div": encoder_lr_div, "weight_decay": weight_decay, "schedule": schedule,
             "warmup_pct": warmup_pct, "freeze_epochs": freeze_epochs, "freeze_pct": freeze_pct,
             "channels_last": channels_last,
@@ -228,6 +234,8 @@ class SegmentationModule(L.LightningModule):
         # With "frequency" the weights are known only once the data is: a placeholder keeps the state dict's shape.
         self.loss_fn = CombinedLoss(loss, ignore_index, [1.0] * num_classes if by_frequency else class_weights)
         self.class_weights_used: list[float] | None = None if by_frequency else self.hparams.class_weights
+        # cleared once the head holds trained weights (init_from), which the prior must not replace
+        self.head_prior_pending = head_bias == "prior"
         self.train_metrics = SegmentationMetrics(class_names, ignore_index)
         self.val_metrics = SegmentationMetrics(class_names, ignore_index)
         self.test_metrics = SegmentationMetrics(class_names, ignore_index)
@@ -445,15 +453,27 @@ class SegmentationModule(L.LightningModule):
                 m.train(not frozen)
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.hparams.get("class_weights") == "frequency" and self.class_weights_used is None:
-            counts = getattr(self.trainer.datamodule, "class_pixel_counts", None)
-            if counts is None:
-                raise ConfigError("model.class_weights='frequency' needs a datamodule with class_pixel_counts() "
-                                  "(PCBDataModule has it); or give the weights as numbers")
-            self.class_weights_used = frequency_weights(counts())
+        by_frequency = self.hparams.get("class_weights") == "frequency" and self.class_weights_used is None
+        if stage != "fit" or not (by_frequency or self.head_prior_pending):
+            return
+        counts_of = getattr(self.trainer.datamodule, "class_pixel_counts", None)
+        if counts_of is None:
+            raise ConfigError("model.class_weights='frequency' and model.head_bias='prior' need a datamodule with "
+                              "class_pixel_counts() (PCBDataModule has it)")
+        counts = counts_of()
+        if by_frequency:
+            self.class_weights_used = frequency_weights(counts)
             shown = {n: round(w, 3) for n, w in zip(self.hparams.class_names, self.class_weights_used, strict=True)}
             log.info("Class weights from pixel frequency: %s", shown)
             self.loss_fn.set_class_weights(self.class_weights_used)
+        if self.head_prior_pending:
+            # A resumed run loads its trained head after setup, so this start is replaced there.
+            bias = prior_bias(counts)
+            with torch.no_grad():
+                _head_conv(self.model, self.hparams.num_classes).bias.copy_(torch.tensor(bias))
+            self.head_prior_pending = False
+            log.info("Head bias from the class mix of the train split: %s",
+                     {n: round(b, 2) for n, b in zip(self.hparams.class_names, bias, strict=True)})
 
     def on_train_start(self) -> None:
         self._restore_rng()
@@ -577,6 +597,27 @@ def frequency_weights(pixel_counts: Sequence[int], low: float = 0.1, high: float
     freq = counts / counts.sum()
     median = float(np.median(freq[present]))
     return [float(np.clip(median / f, low, high)) if f > 0 else 1.0 for f in freq]
+
+
+def prior_bias(pixel_counts: Sequence[int], floor: float = 1e-4) -> list[float]:
+    """Logits whose softmax is the classes' pixel shares (each at least ``floor``), centred on 0.
+
+    Example: counts [600, 300, 100] give a softmax of [0.6, 0.3, 0.1].
+    """
+    counts = np.asarray(pixel_counts, dtype=np.float64)
+    share = np.maximum(counts / max(counts.sum(), 1.0), floor)
+    logits = np.log(share / share.sum())
+    return (logits - logits.mean()).tolist()
+
+
+def _head_conv(model: nn.Module, num_classes: int) -> nn.Conv2d:
+    """The last convolution of an smp model's segmentation head: the layer that outputs class logits."""
+    head = getattr(model, "segmentation_head", None)
+    convs = [m for m in head.modules() if isinstance(m, nn.Conv2d)] if head is not None else []
+    if not convs or convs[-1].out_channels != num_classes or convs[-1].bias is None:
+        raise ConfigError(f"model.head_bias='prior' needs an smp segmentation_head ending in a {num_classes}-channel "
+                          f"convolution with a bias; {type(model).__name__} has none")
+    return convs[-1]
 
 
 def _count(total: float) -> float:
