@@ -197,6 +197,22 @@ def test_the_cache_bound_is_shared_out_among_loader_workers(dataset: Path):
     assert dm.datasets["train"].cache.max_bytes == 4 * 2**20
 
 
+def test_class_pixel_counts_sum_the_train_masks_or_an_even_sample_of_them(dataset: Path):
+    dm = _dm(dataset)
+    dm.prepare_data()
+    dm.setup("fit")
+    n = dm.num_classes
+    train = sorted(r.id for r in read_splits(dataset / "splits.csv") if r.split == "train")
+    ids = dm.datasets["train"].ids
+    assert sorted(ids) == train and len(ids) >= 3
+    masks = [read_mask(dataset / "masks" / f"{i}.png") for i in ids]
+    whole = np.bincount(np.concatenate([m.ravel() for m in masks]), minlength=256)[:n]
+    assert dm.class_pixel_counts() == whole.tolist()
+    # Two masks stand for the split: the first and the last, nothing in between.
+    ends = np.bincount(np.concatenate([masks[0].ravel(), masks[-1].ravel()]), minlength=256)[:n]
+    assert dm.class_pixel_counts(max_images=2) == ends.tolist()
+
+
 def test_scale_resizes_images_and_maps_masks_by_nearest_neighbour(dataset: Path):
     dm = _dm(dataset, "data.scale=0.5", "data.crop_size=32", "data.batch_size=2")
     dm.prepare_data()

@@ -244,13 +244,18 @@ class PCBDataModule(L.LightningDataModule):
             return get_taxonomy(self.synth.get("taxonomy", "default"))
         raise DatasetError(self.layout.classes, "missing: every dataset needs a classes.yaml (see README, 'Datasets')")
 
-    def class_pixel_counts(self) -> list[int]:
-        """Labelled pixels of each class over the train split's masks (at ``scale``; ignore not counted)."""
+    def class_pixel_counts(self, max_images: int = 512) -> list[int]:
+        """Labelled pixels of each class over the train split's masks (at ``scale``; ignore not counted).
+
+        On a larger split, ``max_images`` evenly spaced masks stand for it: the class mix is what
+        callers need, and it must stay cheap since the default model asks for it at every start.
+        """
         n = self.peek_taxonomy().num_classes
         counts = np.zeros(256, np.int64)
         ds = self.datasets["train"]
-        for i in range(len(ds)):
-            counts += np.bincount(ds.load(i)[1].ravel(), minlength=256)
+        picked = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), max_images)).round().astype(int))
+        for i in picked if len(ds) else []:
+            counts += np.bincount(ds.load(int(i))[1].ravel(), minlength=256)
         return counts[:n].tolist()
 
     @property

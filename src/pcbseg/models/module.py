@@ -120,7 +120,9 @@ class SegmentationModule(L.LightningModule):
         head_bias: ``"prior"`` sets the bias of the last layer to the log of each class's share of the
             train split's pixels when training starts, so the untrained model predicts the class mix of
             the data (the majority class everywhere) instead of noise; ``None`` keeps the random start.
-            Weights loaded from a checkpoint (``init_from``, a resumed run) replace it.
+            Weights loaded from a checkpoint (``init_from``, a resumed run) replace it. The configs
+            (``conf/model/*.yaml``) choose ``"prior"``; here the default stays ``None``, since it needs a
+            datamodule with ``class_pixel_counts()``.
         lr: peak learning rate of the decoder and head; the encoder gets ``lr / encoder_lr_div``.
         schedule: ``onecycle``, ``cosine`` or ``constant``; ``warmup_pct`` of each cycle warms up.
         freeze_epochs: epochs (fractions allowed) with the encoder, BatchNorm included, frozen
