@@ -254,7 +254,7 @@ class PCBDataModule(L.LightningDataModule):
         counts = np.zeros(256, np.int64)
         ds = self.datasets["train"]
         picked = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), max_images)).round().astype(int))
-        for i in picked if len(ds) else []:
+        for i in picked:
             counts += np.bincount(ds.load(int(i))[1].ravel(), minlength=256)
         return counts[:n].tolist()
 
