@@ -104,9 +104,10 @@ def build(photos: Path, out: Path, keep: str, frames: int, size: tuple[int, int]
     write_splits(dst.splits, rows)
 
 
-def _clock(seconds: float) -> str:
-    s = round(seconds)
-    return f"00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+def _run(cmd: list[str], log_path: Path, env: dict[str, str]) -> None:
+    with log_path.open("w") as log:
+        if subprocess.run(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT).returncode:
+            sys.exit(f"rare_class.py: a job failed; its output is in {log_path}")
 
 
 def run_pcbseg(root: Path, dest: Path, seed: int, epochs: int, overrides: list[str]) -> None:
@@ -116,8 +117,7 @@ def run_pcbseg(root: Path, dest: Path, seed: int, epochs: int, overrides: list[s
            # the final model, as plain's: the holdout must not pick either side's checkpoint
            "~callbacks.model_checkpoint", "+trainer.enable_checkpointing=false", "~callbacks.early_stopping",
            *overrides, f"hydra.run.dir={run_dir}"]
-    with dest.with_suffix(".log").open("w") as log:
-        subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=subprocess.STDOUT)
+    _run(cmd, dest.with_suffix(".log"), {"HF_HUB_OFFLINE": "1"})
     s = json.loads((run_dir / "summary.json").read_text())
     v = s["val"]
     dest.write_text(json.dumps({
@@ -129,8 +129,7 @@ def run_pcbseg(root: Path, dest: Path, seed: int, epochs: int, overrides: list[s
 def run_plain(root: Path, dest: Path, seed: int, seconds: float, scale: float, crop: int, batch: int) -> None:
     cmd = [sys.executable, str(HERE / "plain_smp.py"), "--root", str(root), "--minutes", f"{seconds / 60:.3f}",
            "--seed", str(seed), "--out", str(dest), "--scale", str(scale), "--crop", str(crop), "--batch", str(batch)]
-    with dest.with_suffix(".log").open("w") as log:
-        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "2"}, stdout=log, stderr=subprocess.STDOUT)
+    _run(cmd, dest.with_suffix(".log"), {"OMP_NUM_THREADS": "2"})
 
 
 def report(args: argparse.Namespace) -> None:
@@ -199,7 +198,18 @@ def main() -> None:
     args = ap.parse_args()
     root = args.work / "set"
     if not args.report_only:
-        w, h = (int(v) for v in args.size.split("x"))
+        w, _, h = args.size.partition("x")
+        if not (w.isdigit() and h.isdigit() and int(w) >= 64 and int(h) >= 64):
+            ap.error(f"--size {args.size!r}: give WIDTHxHEIGHT in px, each at least 64 (e.g. 640x480)")
+        w, h = int(w), int(h)
+        if args.photos is None or not (args.photos / "classes.yaml").is_file():
+            ap.error(f"--photos {args.photos}: not a dataset with classes.yaml (the registered photos, "
+                     "scripts/real_photos.py output)")
+        from pcbseg.taxonomy import load_classes
+
+        names = list(load_classes(args.photos / "classes.yaml").names)
+        if args.keep not in names:
+            ap.error(f"--keep {args.keep!r}: {args.photos / 'classes.yaml'} has no such class; it has {', '.join(names)}")
         build(args.photos, root, args.keep, args.frames, (w, h))
         (args.work / "results").mkdir(parents=True, exist_ok=True)
         methods = ([] if args.skip_default else [("pcbseg", [])]) + [
