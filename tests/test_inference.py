@@ -187,6 +187,21 @@ def test_onnx_file_records_what_it_takes_and_old_exports_are_refused(tmp_path: P
         export.OnnxForward(tmp_path / "old.onnx")
 
 
+def test_an_image_within_one_batch_of_tiles_goes_through_whole():
+    """Up to batch_size x tile² pixels (padded to the stride) cost no more memory whole, and need no seams."""
+    image, _ = render_board(5, size=160)
+    image = np.ascontiguousarray(image[:150])  # 150 x 160: larger than a 64 px tile, padded to 160 x 160
+    ident = torch.nn.Conv2d(3, 3, 1, bias=False)
+    for max_whole in (None, 160 * 160, 160 * 160 - 1, 0):
+        seen: list[tuple[int, ...]] = []
+        TiledPredictor(lambda x, seen=seen: seen.append(tuple(x.shape)) or ident(x), 3, tile=64, overlap=16,
+                       batch_size=25, max_whole_px=max_whole).predict(image)
+        if max_whole is None or max_whole >= 160 * 160:
+            assert seen == [(1, 3, 160, 160)], max_whole
+        else:
+            assert len(seen) > 1 and {shape[2:] for shape in seen} == {(64, 64)}, max_whole
+
+
 def test_stripes_give_exactly_the_single_pass_result(net: SegmentationModule):
     image, _ = render_board(4, size=320)
     image = np.ascontiguousarray(np.concatenate([image, image[:, ::-1]], 1))  # 320 x 640
@@ -206,8 +221,8 @@ def test_scale_predicts_at_the_training_scale_and_restores_the_photo_size():
     ident = torch.nn.Conv2d(3, 3, 1, bias=False)
     ident.weight.data = torch.eye(3).view(3, 3, 1, 1)
     seen = []
-    pred = TiledPredictor(lambda x: seen.append(x.shape) or ident(x), 3, tile=64, overlap=16, scale=0.5).predict(
-        image, return_probs=True)
+    pred = TiledPredictor(lambda x: seen.append(x.shape) or ident(x), 3, tile=64, overlap=16, scale=0.5,
+                          max_whole_px=0).predict(image, return_probs=True)
     assert pred.mask.shape == labels.shape and pred.probs.shape == (3, 120, 170)
     assert max(s[-1] for s in seen) == 64 and len(seen) < 6  # 60 x 85 px: a handful of 64 px tiles
     assert (pred.mask == labels).mean() > 0.98  # only boundary pixels may move by the resize

@@ -77,7 +77,7 @@ def main() -> None:
         return
     torch.set_grad_enabled(False)
     net = model(args.ckpt)
-    pred = TiledPredictor(net, 7)
+    pred = TiledPredictor(net, 7, max_whole_px=0)  # seams are measured on a 1024x768 photo, which would go whole
 
     image = board(4000, 3000)
     t = time.perf_counter()

@@ -170,12 +170,16 @@ class TiledPredictor:
             None is float32.
         scale: resize the image by this before predicting (the ``data.scale`` the model was trained
             at); results are resized back to the image's size.
+        max_whole_px: an image of at most this many pixels (padded to the stride) goes through the
+            network whole, in one pass; default ``batch_size * tile**2``, the memory of one batch of
+            tiles. A 640x480 frame is then one pass instead of two overlapping 512 px tiles (0.6x the
+            pixels), seen with all its context. 0: tile every image larger than a tile.
     """
 
     def __init__(self, model: nn.Module | Forward, num_classes: int, tile: int = 512, overlap: int = 128,
                  batch_size: int = 4, blend: str = "gaussian", tta: Sequence[str] = (),
                  device: str | torch.device = "cpu", pad_divisor: int = 32, max_band_width: int = 4096,
-                 dtype: str | None = None, scale: float = 1.0):
+                 dtype: str | None = None, scale: float = 1.0, max_whole_px: int | None = None):
         if tile % pad_divisor:
             raise ValueError(f"tile={tile} must be a multiple of {pad_divisor} (the encoder stride)")
         unknown = [t for t in tta if t not in TTA_TRANSFORMS]
@@ -194,6 +198,7 @@ class TiledPredictor:
         if not 0.05 <= scale <= 8:
             raise ValueError(f"scale={scale}: must be in [0.05, 8]")
         self.scale = float(scale)
+        self.max_whole_px = batch_size * tile * tile if max_whole_px is None else int(max_whole_px)
 
     @torch.no_grad()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -226,7 +231,9 @@ class TiledPredictor:
     def _predict(self, image: np.ndarray, return_probs: bool = False, return_logits: bool = False) -> Prediction:
         h0, w0 = image.shape[:2]
         t, c = self.tile, self.num_classes
-        if h0 <= t and w0 <= t:  # one tile holds it: a single pass, padded only to the encoder stride
+        d = self.pad_divisor
+        whole = (h0 + -h0 % d) * (w0 + -w0 % d) <= self.max_whole_px
+        if (h0 <= t and w0 <= t) or whole:  # a single pass, padded only to the encoder stride
             logits = self._whole_logits(image)
             return Prediction(mask=logits.argmax(0).numpy().astype(np.uint8),
                               probs=logits.softmax(0).numpy().astype(np.float16) if return_probs else None,

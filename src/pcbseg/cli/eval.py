@@ -74,7 +74,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     dataset = SegmentationDataset(dm.layout.root, ids)
     predictor = module.predictor(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, blend=cfg.blend,
                                  tta=list(cfg.tta), device=cfg.device, precision=str(cfg.precision),
-                                 max_band_width=cfg.max_band_width, scale=cfg.get("scale"),
+                                 max_band_width=cfg.max_band_width, max_whole_px=cfg.get("max_whole_px"), scale=cfg.get("scale"),
                                  px_per_mm=cfg.get("px_per_mm"))
     samples: list[Sample] = []
 

@@ -52,7 +52,7 @@ def build_predictor(cfg: DictConfig) -> tuple[TiledPredictor, Taxonomy]:
     model = load_model(cfg.ckpt_path, device=cfg.device)
     predictor = model.predictor(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, blend=cfg.blend,
                                 tta=list(cfg.tta), device=cfg.device, precision=str(cfg.precision),
-                                max_band_width=cfg.max_band_width, scale=cfg.get("scale"),
+                                max_band_width=cfg.max_band_width, max_whole_px=cfg.get("max_whole_px"), scale=cfg.get("scale"),
                                 px_per_mm=cfg.get("px_per_mm"))
     if cfg.backend == "onnx":
         from pcbseg.export import OnnxForward
