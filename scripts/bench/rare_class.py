@@ -222,7 +222,7 @@ def main() -> None:
                     run_pcbseg(root, dest, seed, args.epochs, overrides)
                     print(f"{dest.name}: {time.time() - t0:.0f} s", flush=True)
             dest = args.work / "results" / f"plain-s{seed}.json"
-            if not dest.exists():
+            if not dest.exists() and not args.skip_default:  # plain gets the default run's seconds
                 ref = json.loads((args.work / "results" / f"pcbseg-s{seed}.json").read_text())
                 run_plain(root, dest, seed, ref["train_s"], args.plain_scale, args.plain_crop, args.plain_batch)
                 print(f"{dest.name}: done", flush=True)
