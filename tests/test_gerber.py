@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -74,6 +76,54 @@ def test_layers_are_identified_by_x2_then_by_name(demo: Path, tmp_path: Path):
     files = identify(plain)
     assert files.get("bottom", "copper").name == "board.GBL" and files.get(None, "outline").name == "board.gml"
     assert set(files.identified_by.values()) == {"name"}
+
+
+def _zip(folder: Path, dest: Path, prefix: str = "") -> Path:
+    with zipfile.ZipFile(dest, "w") as z:
+        for f in sorted(folder.iterdir()):
+            z.write(f, prefix + f.name)
+    return dest
+
+
+def test_a_board_comes_as_a_zip_or_one_folder_down(demo: Path, tmp_path: Path):
+    layers = {k: p.name for k, p in identify(demo).layers.items()}
+    as_zip = identify(_zip(demo, tmp_path / "fab.zip", prefix="Gerber_Files/"))  # as fab houses get them
+    assert {k: p.name for k, p in as_zip.layers.items()} == layers
+    assert [p.name for p in as_zip.drills] == [p.name for p in identify(demo).drills]
+    assert as_zip.get("top", "copper").read_text() == (demo / "demo-F_Cu.gbr").read_text()
+    nested = tmp_path / "board"
+    shutil.copytree(demo, nested / "outputs" / "gerber")
+    (nested / "README.md").write_text("a board")
+    assert {k: p.name for k, p in identify(nested).layers.items()} == layers
+    zipped_inside = tmp_path / "board2"
+    zipped_inside.mkdir()
+    _zip(demo, zipped_inside / "board2-gerbers.zip")
+    assert {k: p.name for k, p in identify(zipped_inside).layers.items()} == layers
+    # the importer names a zipped board after the file, not "fab.zip"
+    out = tmp_path / "ds"
+    assert import_main(["gerber", str(tmp_path / "fab.zip"), "--out", str(out), "--renders", "1", "--size", "64",
+                        "--px-per-mm", "10", "--valid-pct", "0"]) == 0
+    assert {r.group for r in read_splits(out / "splits.csv")} == {"fab"}
+
+
+def test_a_board_in_two_places_or_a_bad_zip_is_refused_by_name(demo: Path, tmp_path: Path):
+    two = tmp_path / "two"
+    shutil.copytree(demo, two / "rev_a")
+    shutil.copytree(demo, two / "rev_b")
+    with pytest.raises(GerberError, match=r"more than one place \(rev_a, rev_b\)") as e:
+        identify(two)
+    assert e.value.path == two
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(GerberError, match=r"not a folder or a \.zip"):
+        identify(bad)  # zipfile does not recognise it, so it is neither
+    escape = tmp_path / "escape.zip"
+    with zipfile.ZipFile(escape, "w") as z:
+        for f in sorted(demo.iterdir()):
+            z.write(f, f.name)
+        z.writestr("../outside.txt", "G04 must not land outside the folder*")
+    files = identify(escape)
+    assert not (Path(files.unpacked.name).parent / "outside.txt").exists()
 
 
 def test_demo_board_labels(demo: Path):

@@ -20,6 +20,9 @@ Gaps in gerbonara 1.5 that are filled here (all met on the boards in ``../shared
   T1 / plated holes start at T100" comments say which tools are plated;
 - outline files named ``.gm``, ``.gml``, ``.gm1`` (and ``.gko``) are recognised.
 
+A board may be given as its folder, as the ``.zip`` a fab house takes, or as a folder whose fab
+files sit one or two folders down (``gerber/``, ``Gerber_Files/``) or in a single ``.zip`` inside it.
+
 Example:
     >>> rewrite_comment_attributes("G04 #@! TA.AperFunction,ViaPad*\\nD10*")
     '%TA.AperFunction,ViaPad*%\\nD10*'
@@ -28,7 +31,9 @@ Example:
 from __future__ import annotations
 
 import re
+import tempfile
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +86,7 @@ class BoardFiles:
     layers: dict[tuple[str | None, str], Path] = field(default_factory=dict)  # (side, kind) -> file
     drills: list[Path] = field(default_factory=list)
     identified_by: dict[str, str] = field(default_factory=dict)  # file name -> "X2" | "name"
+    unpacked: tempfile.TemporaryDirectory | None = field(default=None, repr=False)  # a .zip's files live here
 
     def get(self, side: str | None, kind: str) -> Path | None:
         return self.layers.get((side, kind))
@@ -99,21 +105,21 @@ def _file_function(text: str) -> list[str] | None:
 
 
 def identify(directory: str | Path) -> BoardFiles:
-    """Sort the files of a board folder into layers (X2 attributes first, then names)."""
+    """Sort the files of a board (folder or .zip) into layers (X2 attributes first, then names)."""
     root = Path(directory)
-    if not root.is_dir():
-        raise GerberError(root, "not a folder")
     board = BoardFiles(root)
-    for path in sorted(p for p in root.iterdir() if p.is_file()):
+    folder = _fab_folder(root, board)
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
         head = _read_text(path)[:20000]
-        name = path.name.lower()
-        if head.lstrip().startswith("M48") or ("M48" in head[:2000] and path.suffix.lower() in _DRILL_EXT):
+        kind = _fab_kind(head, path)
+        if kind == "drill":
             board.drills.append(path)
             board.identified_by[path.name] = "X2" if _file_function(head) else "name"
             continue
-        if not re.search(r"%FS|%MO|G04|%ADD", head[:5000]):
+        if kind is None:
             continue  # not a Gerber file (job files, READMEs, ...)
         key = None
+        name = path.name.lower()
         ff = _file_function(head)
         if ff and ff[0].lower() in _FUNCTION_KIND:
             kind = _FUNCTION_KIND[ff[0].lower()]
@@ -134,6 +140,81 @@ def identify(directory: str | Path) -> BoardFiles:
     if not any(board.get(s, "copper") for s in SIDES):
         raise GerberError(root, "no recognisable top or bottom copper layer (by X2 .FileFunction or by file name)")
     return board
+
+
+def _fab_kind(head: str, path: Path) -> str | None:
+    """``drill``, ``gerber`` or None (not a fabrication file) from a file's first characters."""
+    if head.lstrip().startswith("M48") or ("M48" in head[:2000] and path.suffix.lower() in _DRILL_EXT):
+        return "drill"
+    return "gerber" if re.search(r"%FS|%MO|G04|%ADD", head[:5000]) else None
+
+
+_NOT_FAB = (".zip", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".pdf", ".json", ".md", ".csv")
+
+
+def _head(path: Path, n: int = 5000) -> str:
+    try:
+        with path.open("rb") as f:
+            return f.read(n).decode(errors="replace")
+    except OSError as e:
+        raise GerberError(path, f"cannot be read ({e})") from e
+
+
+def _holds_fab_files(folder: Path) -> bool:
+    return any(p.is_file() and p.suffix.lower() not in _NOT_FAB and _fab_kind(_head(p), p) for p in folder.iterdir())
+
+
+_MAX_UNZIPPED = 2 << 30  # a fab zip is megabytes; more than this is not one
+
+
+def _unzip(path: Path, board: BoardFiles) -> Path:
+    """Extract a .zip of fab files into a temporary folder the BoardFiles keeps alive."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = [m for m in z.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
+            if sum(m.file_size for m in members) > _MAX_UNZIPPED:
+                raise GerberError(path, f"unpacks to more than {_MAX_UNZIPPED >> 30} GiB: not a board's fab files")
+            board.unpacked = tempfile.TemporaryDirectory(prefix="pcbseg-fab-")
+            dest = Path(board.unpacked.name)
+            for m in members:
+                parts = Path(m.filename).parts
+                if Path(m.filename).is_absolute() or ".." in parts:
+                    continue  # a path that would land outside the folder
+                target = dest.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(m))
+    except (zipfile.BadZipFile, OSError) as e:
+        raise GerberError(path, f"cannot be unpacked ({e})") from None
+    return dest
+
+
+def _fab_folder(root: Path, board: BoardFiles, depth: int = 0) -> Path:
+    """The folder that holds the board's fab files: ``root``, a .zip unpacked, or the one subfolder (or
+    .zip inside) that has them, two levels down at most."""
+    if root.is_file() and zipfile.is_zipfile(root):
+        return _fab_folder(_unzip(root, board), board, depth + 1)
+    if not root.is_dir():
+        raise GerberError(board.root, "not a folder or a .zip of fabrication files")
+    if _holds_fab_files(root):
+        return root
+    inner = sorted(p for p in root.iterdir() if (p.is_dir() and not p.name.startswith(("__MACOSX", "."))))
+    found = [p for p in inner if _holds_fab_files(p)] if depth < 2 else []
+    zips = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".zip")
+    if len(found) == 1 and not zips:
+        return found[0]
+    if zips and board.unpacked is not None:
+        raise GerberError(board.root, "a .zip inside a .zip: unpack the outer one")
+    if len(zips) == 1 and not found:
+        return _fab_folder(zips[0], board, depth)
+    if found or zips:
+        names = ", ".join(p.name for p in found + zips)
+        raise GerberError(board.root, f"fab files are in more than one place ({names}): give the board's own folder")
+    if depth < 2:
+        for sub in inner:  # e.g. board/outputs/gerber/
+            deeper = [p for p in sub.iterdir() if p.is_dir() and _holds_fab_files(p)]
+            if len(deeper) == 1:
+                return deeper[0]
+    return root  # nothing anywhere: identify() says which layer is missing
 
 
 # --- Gerber ---------------------------------------------------------------------------------------

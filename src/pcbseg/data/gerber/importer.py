@@ -56,7 +56,7 @@ def import_gerber(boards: Sequence[str | Path], out: str | Path, px_per_mm: floa
                 "seconds |", "|---|---|---|---|---|---|---|---|"]
         for index, board_dir in enumerate(boards):
             board_dir = Path(board_dir)
-            name = board_dir.resolve().name
+            name = board_dir.resolve().stem if board_dir.is_file() else board_dir.resolve().name  # board.zip -> board
             start = time.perf_counter()
             try:
                 files, sides = label_board(board_dir, px_per_mm)
