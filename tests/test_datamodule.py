@@ -283,3 +283,37 @@ def test_source_weights_set_each_sources_share_of_training_samples(tmp_path: Pat
     bad = _dm(merged, "data.source_weights={sims: 1}")
     with pytest.raises(DatasetError, match="sims"):
         bad.setup("fit")
+
+
+def test_val_batches_on_cpu_hold_at_most_eval_batch_px(tmp_path: Path):
+    """Whole images of 640x480 go two to a batch on CPU; small ones keep batch_size; a given size wins."""
+    from pcbseg.data import datamodule as dmod
+    from pcbseg.data.layout import write_image, write_mask
+    from pcbseg.data.splits import SplitRow, write_splits
+    from pcbseg.taxonomy import taxonomy_from_names
+
+    def dataset(name: str, h: int, w: int) -> Path:
+        root = tmp_path / name
+        (root / "images").mkdir(parents=True)
+        (root / "masks").mkdir()
+        taxonomy_from_names(["background", "pad"], name="two").save(root / "classes.yaml")
+        rows = []
+        for k in range(6):
+            write_image(root / "images" / f"i{k}.png", np.zeros((h, w, 3), np.uint8))
+            write_mask(root / "masks" / f"i{k}.png", (np.arange(w)[None].repeat(h, 0) % 2).astype(np.uint8))
+            rows.append(SplitRow(f"i{k}", "val" if k < 3 else "train", f"i{k}"))
+        write_splits(root / "splits.csv", rows)
+        return root
+
+    def batches(root: Path, **kw: object) -> list[int]:
+        dm = dmod.PCBDataModule(root=str(root), batch_size=8, num_workers=0, crop_size=64, **kw)
+        dm.prepare_data()
+        dm.setup("fit")
+        return [len(b["image"]) for b in dm.val_dataloader()]
+
+    assert dmod.EVAL_BATCH_PX // (480 * 640) == 2
+    frames = dataset("frames", 480, 640)
+    assert batches(frames) == [2, 1]
+    assert batches(frames, val_batch_size=3) == [3]
+    assert batches(frames, scale=0.5) == [3]  # 240 x 320: up to 8 would fit
+    assert batches(dataset("small", 96, 96)) == [3]

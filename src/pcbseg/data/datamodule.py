@@ -52,12 +52,31 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
+# Whole 640x480 frames went through a lite0 Unet 27% faster per image in batches of 2 than of 8 on
+# 2 CPU cores (bf16; activations that fit the caches), and no faster in batches of 1 (docs/benchmarks.md).
+EVAL_BATCH_PX = 2 * 640 * 480
+
+
+def _pixels(path: Path, scale: float) -> int:
+    """An image's pixels at ``scale``, from its header (nothing decoded)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except OSError:
+        return 1  # unreadable here: the dataset names the file when it loads it
+    h, w = rescale_size(h, w, scale)
+    return h * w
+
+
 class PCBDataModule(L.LightningDataModule):
     """Train on random crops, validate and test on whole images (or fixed tiles).
 
     Args:
         root: dataset folder (``images/ masks/ classes.yaml splits.csv``).
-        batch_size: training batch size; ``val_batch_size`` defaults to it.
+        batch_size: training batch size. ``val_batch_size`` (val and test batches of whole images)
+            defaults to it, but on CPU to at most ``EVAL_BATCH_PX`` pixels a batch (at least one image).
         num_workers: DataLoader worker processes, or ``"auto"`` (see :func:`pcbseg.hardware.loader_workers`).
         scale: every image (and its mask, by nearest neighbour) is resized by this factor before
             cropping, for training and scoring alike; the model records it and predicts at it.
@@ -147,7 +166,8 @@ class PCBDataModule(L.LightningDataModule):
         self.split_args = {"valid_pct": valid_pct, "test_pct": test_pct, "seed": split_seed,
                            "group_pattern": group_pattern, "new_images": new_images}
         self.regenerate_splits = regenerate_splits
-        self.val_tile, self.val_batch_size, self.pad_divisor = val_tile, val_batch_size or batch_size, pad_divisor
+        self.val_tile, self.pad_divisor = val_tile, pad_divisor
+        self._val_batch_size = val_batch_size
         self.pin_memory = pin_memory
         self.synth = dict(synth) if synth else None
         self.taxonomy: Taxonomy | None = None
@@ -305,6 +325,22 @@ class PCBDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
+
+    @property
+    def val_batch_size(self) -> int:
+        """Images per val/test batch: ``val_batch_size`` if given; else ``batch_size``, on CPU cut to
+        ``EVAL_BATCH_PX`` pixels of the split's largest image (of the first 64), tiles or scale applied."""
+        if self._val_batch_size:
+            return self._val_batch_size
+        from lightning.pytorch.accelerators import CPUAccelerator
+
+        ds = self.datasets.get("val")
+        on_cpu = self.trainer is None or isinstance(self.trainer.accelerator, CPUAccelerator)
+        if not on_cpu or ds is None:
+            return self.batch_size
+        tiled = isinstance(ds, TileDataset)
+        px = ds.tile ** 2 if tiled else max((_pixels(p, ds.scale) for p in ds.paths[:64]), default=1)
+        return max(1, min(self.batch_size, EVAL_BATCH_PX // max(1, px)))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.val_batch_size, shuffle=False)
