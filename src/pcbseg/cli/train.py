@@ -198,7 +198,8 @@ def holdout_scores(model: L.LightningModule, datamodule: L.LightningDataModule) 
         "classes_present": m["mIoU_over"],
         "confusion_matrix": m["confusion_matrix"],
         "mIoU_over": "classes present in the holdout's ground truth or predictions",
-        "scored_by": f"whole images at their own size, tiles of {predictor.tile} px"
+        "scored_by": f"whole images at their own size: one pass up to {predictor.max_whole_px} px, else tiles of "
+                     f"{predictor.tile} px"
                      + (f" on images resized by {predictor.scale}" if predictor.scale != 1 else "") + " (as pcbseg-eval)",
     }
 
