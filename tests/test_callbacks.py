@@ -73,8 +73,9 @@ def test_under_a_time_budget_the_final_weights_are_validated():
 
 
 def test_max_share_must_be_positive():
-    with pytest.raises(ValueError, match="max_share"):
-        ValidationBudget(max_share=0)
+    for bad in (0, -1, "abc", True):
+        with pytest.raises(ValueError, match="max_share"):
+            ValidationBudget(max_share=bad)
 
 
 def test_early_stopping_ignores_skipped_epochs_in_a_real_run(tmp_path: Path, synth_root: Path):

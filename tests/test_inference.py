@@ -200,6 +200,9 @@ def test_an_image_within_one_batch_of_tiles_goes_through_whole():
             assert seen == [(1, 3, 160, 160)], max_whole
         else:
             assert len(seen) > 1 and {shape[2:] for shape in seen} == {(64, 64)}, max_whole
+    for bad in (-5, "abc", 2.5):
+        with pytest.raises(ValueError, match="max_whole_px"):
+            TiledPredictor(ident, 3, max_whole_px=bad)
 
 
 def test_stripes_give_exactly_the_single_pass_result(net: SegmentationModule):

@@ -31,7 +31,8 @@ class ValidationBudget(Callback):
     """
 
     def __init__(self, max_share: float | None = 0.25) -> None:
-        if max_share is not None and not max_share > 0:
+        number = isinstance(max_share, (int, float)) and not isinstance(max_share, bool)
+        if max_share is not None and not (number and max_share > 0):
             raise ValueError(f"ValidationBudget: max_share must be > 0 (or null), got {max_share}")
         self.max_share = max_share
         self.val_s: float | None = None        # the last full pass, seconds

@@ -198,7 +198,10 @@ class TiledPredictor:
         if not 0.05 <= scale <= 8:
             raise ValueError(f"scale={scale}: must be in [0.05, 8]")
         self.scale = float(scale)
-        self.max_whole_px = batch_size * tile * tile if max_whole_px is None else int(max_whole_px)
+        if max_whole_px is not None and (isinstance(max_whole_px, bool) or not isinstance(max_whole_px, int)
+                                         or max_whole_px < 0):
+            raise ValueError(f"max_whole_px={max_whole_px!r}: a number of pixels >= 0 (0: always tile), or null")
+        self.max_whole_px = batch_size * tile * tile if max_whole_px is None else max_whole_px
 
     @torch.no_grad()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
