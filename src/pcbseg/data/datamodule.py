@@ -52,7 +52,7 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-# Whole 640x480 frames went through a lite0 Unet 27% faster per image in batches of 2 than of 8 on
+# Whole 640x480 frames went through a lite0 Unet 26% faster per image in batches of 2 than of 8 on
 # 2 CPU cores (bf16; activations that fit the caches), and no faster in batches of 1 (docs/benchmarks.md).
 EVAL_BATCH_PX = 2 * 640 * 480
 
