@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from _report import write_section  # noqa: E402
 
+from pcbseg.api import CheckpointError  # noqa: E402
 from pcbseg.data.layout import read_mask  # noqa: E402
 from pcbseg.data.splits import read_splits  # noqa: E402
 from real_photos import fold  # noqa: E402
@@ -169,7 +170,10 @@ def main() -> None:
         except ValueError:
             raise SystemExit(f"--seeds: {args.seeds!r} is not a comma-separated list of integers") from None
         args.work.mkdir(parents=True, exist_ok=True)
-        run_all(args, variants, seeds)
+        try:
+            run_all(args, variants, seeds)
+        except CheckpointError as e:  # a damaged model in --work: its path and what is wrong, not a traceback
+            raise SystemExit(str(e)) from None
     report(args)
 
 
