@@ -154,12 +154,13 @@ def fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
-def score(ckpt: Path, root: Path, tta: tuple[str, ...] = (), every_image: bool = False,
+def score(ckpt: Path, root: Path, tta: tuple[str, ...] = (), every_image: bool = False, adapt_bn: float = 0.0,
           ) -> tuple[np.ndarray, dict[str, float], dict[str, np.ndarray]]:
     """Confusion matrix, per-image mIoU and predicted masks of a model on ``root``'s val photos (``every_image``:
-    all of them, for a model that saw none) at 15 px/mm, with ``tta`` as ``pcbseg-eval tta=[...]`` averages it."""
+    all of them, for a model that saw none) at 15 px/mm, with ``tta`` and ``adapt_bn`` as ``pcbseg-eval`` applies
+    them."""
     model = load_model(ckpt)
-    predictor = model.predictor(px_per_mm=PHOTO_PPM, tta=tta)
+    predictor = model.predictor(px_per_mm=PHOTO_PPM, tta=tta, adapt_bn=adapt_bn)
     layout = DatasetLayout(root)
     files, _ = layout.image_files()
     ev = Evaluation(list(TAX.names), TAX.ignore_index)

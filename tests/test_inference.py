@@ -285,3 +285,84 @@ def test_predict_gives_a_photo_with_no_board_an_all_background_mask_and_a_note(t
     wall = cv2.imread(str(tmp_path / "out" / "wall_mask.png"), cv2.IMREAD_UNCHANGED)
     assert wall.shape == (150, 200) and (wall == 0).all()  # background is class 0 of the default classes
     assert (tmp_path / "out" / "board_mask.png").is_file()
+
+
+def _bn_net(num_classes: int = 3) -> torch.nn.Sequential:
+    """conv -> BatchNorm -> 1x1 head, with running statistics far from any real image's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                              torch.nn.ReLU(), torch.nn.Conv2d(4, num_classes, 1)).eval()
+    net[1].running_mean.fill_(0.5)
+    net[1].running_var.fill_(3.0)
+    return net
+
+
+def test_adapt_bn_normalises_with_the_images_own_statistics_and_puts_the_models_back():
+    image, _ = render_board(3, size=96)
+    net = _bn_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        feats = net[0](x)
+    own = _bn_net()
+    own[1].running_mean.copy_(feats.mean((0, 2, 3)))
+    own[1].running_var.copy_(feats.var((0, 2, 3), unbiased=True))  # what BatchNorm keeps as its running variance
+    with torch.no_grad():
+        expected = own(x)[0]
+
+    adapted = TiledPredictor(net, 3, tile=96, adapt_bn=1.0).predict(image, return_logits=True)
+    assert np.allclose(adapted.logits, expected.numpy(), atol=1e-4)
+    half = TiledPredictor(net, 3, tile=96, adapt_bn=0.5).predict(image, return_logits=True)
+    plain = TiledPredictor(net, 3, tile=96).predict(image, return_logits=True)
+    assert not np.allclose(half.logits, plain.logits, atol=1e-3) and not np.allclose(half.logits, adapted.logits, atol=1e-3)
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the model's own statistics must come back"
+    assert not net.training and net[1].momentum == 0.1
+
+
+def test_adapt_bn_on_tiles_covers_the_image_once_and_restores_after_an_error():
+    image, _ = render_board(4, size=160)
+    net = _bn_net()
+    seen: list[tuple[int, ...]] = []
+    net.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
+    TiledPredictor(net, 3, tile=64, overlap=32, batch_size=4, max_whole_px=0, adapt_bn=1.0).predict(image)
+    # statistics: tile_starts(160, 64, 0) = [0, 64, 96], 3 x 3 tiles; prediction: [0, 32, 64, 96], 4 x 4
+    assert {s[2:] for s in seen} == {(64, 64)} and sum(s[0] for s in seen) == 9 + 16
+
+    calls = {"n": 0}
+
+    def fail_on_second(_m, _args):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise RuntimeError("boom")
+
+    net = _bn_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.register_forward_pre_hook(fail_on_second)
+    with pytest.raises(RuntimeError, match="boom"):
+        TiledPredictor(net, 3, tile=96, adapt_bn=1.0).predict(render_board(3, size=96)[0])
+    assert all(torch.equal(before[k], net.state_dict()[k]) for k in before) and not net[1].training
+
+
+def test_adapt_bn_is_refused_where_it_cannot_work():
+    for bad in (-0.1, 1.5, "yes", True):
+        with pytest.raises(ValueError, match="adapt_bn"):
+            TiledPredictor(_bn_net(), 3, adapt_bn=bad)
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        TiledPredictor(torch.nn.Conv2d(3, 3, 1), 3, adapt_bn=0.5)
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        TiledPredictor(lambda x: x, 3, adapt_bn=0.5)
+
+
+def test_predict_adapts_batchnorm_per_photo_and_names_a_bad_setting(tmp_path: Path, checkpoint: Path):
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "board.png"), render_board(2, size=96)[0][..., ::-1])
+    common = (f"ckpt_path={checkpoint}", f"input={tmp_path / 'in'}", "tile=64", "overlap=16", "save_overlay=false")
+    result = _predict(tmp_path, *common, f"output={tmp_path / 'out'}", "adapt_bn=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert cv2.imread(str(tmp_path / "out" / "board_mask.png"), cv2.IMREAD_UNCHANGED).shape == (96, 96)
+    for bad, says in (("adapt_bn=2", "adapt_bn=2"), ("adapt_bn=0.5 backend=onnx", "needs backend=torch")):
+        failed = _predict(tmp_path, *common, f"output={tmp_path / 'bad'}", *bad.split())
+        log = failed.stdout + failed.stderr
+        assert failed.returncode == 1 and says in log and "Traceback" not in log, log[-2000:]
+        assert not (tmp_path / "bad" / "board_mask.png").exists()

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -174,12 +175,18 @@ class TiledPredictor:
             network whole, in one pass; default ``batch_size * tile**2``, the memory of one batch of
             tiles. A 640x480 frame is then one pass instead of two overlapping 512 px tiles (0.6x the
             pixels), seen with all its context. 0: tile every image larger than a tile.
+        adapt_bn: share of each image's own BatchNorm statistics (0-1): before an image is predicted,
+            one extra pass over it measures every BatchNorm layer's mean and variance there, and the
+            layers use ``adapt_bn`` x those + (1 - ``adapt_bn``) x the training set's (AdaBN: a photo
+            whose colours and contrast the training images lacked is normalised as training images
+            were). The model's own statistics are put back after each image. 0: off.
     """
 
     def __init__(self, model: nn.Module | Forward, num_classes: int, tile: int = 512, overlap: int = 128,
                  batch_size: int = 4, blend: str = "gaussian", tta: Sequence[str] = (),
                  device: str | torch.device = "cpu", pad_divisor: int = 32, max_band_width: int = 4096,
-                 dtype: str | None = None, scale: float = 1.0, max_whole_px: int | None = None):
+                 dtype: str | None = None, scale: float = 1.0, max_whole_px: int | None = None,
+                 adapt_bn: float = 0.0):
         if tile % pad_divisor:
             raise ValueError(f"tile={tile} must be a multiple of {pad_divisor} (the encoder stride)")
         unknown = [t for t in tta if t not in TTA_TRANSFORMS]
@@ -202,6 +209,12 @@ class TiledPredictor:
                                          or max_whole_px < 0):
             raise ValueError(f"max_whole_px={max_whole_px!r}: a number of pixels >= 0 (0: always tile), or null")
         self.max_whole_px = batch_size * tile * tile if max_whole_px is None else max_whole_px
+        if isinstance(adapt_bn, bool) or not isinstance(adapt_bn, (int, float)) or not 0 <= adapt_bn <= 1:
+            raise ValueError(f"adapt_bn={adapt_bn!r}: the share of each image's own BatchNorm statistics, 0 to 1")
+        if adapt_bn and not batchnorm_layers(model):
+            raise ValueError(f"adapt_bn={adapt_bn}: the model has no BatchNorm layers to adapt "
+                             "(an exported ONNX model cannot be adapted: use the torch backend)")
+        self.adapt_bn = float(adapt_bn)
 
     @torch.no_grad()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -224,12 +237,66 @@ class TiledPredictor:
     def predict(self, image: np.ndarray, return_probs: bool = False, return_logits: bool = False) -> Prediction:
         """``image``: HxWx3 uint8 RGB. Returns the class mask (and probabilities/logits if asked) at its size."""
         if self.scale == 1:
-            return self._predict(image, return_probs, return_logits)
+            with self._adapted(image):
+                return self._predict(image, return_probs, return_logits)
         h, w = image.shape[:2]
         size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
         small = cv2.resize(image, size, interpolation=cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR)
-        pred = self._predict(small, return_probs=False, return_logits=True)
+        with self._adapted(small):
+            pred = self._predict(small, return_probs=False, return_logits=True)
         return _upsample(pred.logits, (h, w), return_probs, return_logits)
+
+    @contextmanager
+    def _adapted(self, image: np.ndarray) -> Iterator[None]:
+        """BatchNorm statistics blended with ``image``'s own (``adapt_bn``) while the block runs."""
+        if not self.adapt_bn:
+            yield
+            return
+        layers = batchnorm_layers(self.model)
+        if not layers:  # the model was swapped for one without them (an ONNX forward) after construction
+            raise ValueError(f"adapt_bn={self.adapt_bn}: the model has no BatchNorm layers to adapt")
+        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum, m.training)
+                 for m in layers]
+        try:
+            with torch.no_grad():
+                for m in layers:
+                    m.reset_running_stats()
+                    m.momentum = None  # a plain average over the image's batches, whatever their number
+                    m.train()
+                for batch in self._stat_batches(image):
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bf16"):
+                        self.model((batch.float() / 255).to(self.device))
+                for m, (mean, var, *_) in zip(layers, saved, strict=True):
+                    m.eval()
+                    m.running_mean.lerp_(mean.to(m.running_mean), 1 - self.adapt_bn)
+                    m.running_var.lerp_(var.to(m.running_var), 1 - self.adapt_bn)
+            yield
+        finally:
+            with torch.no_grad():
+                for m, (mean, var, count, momentum, training) in zip(layers, saved, strict=True):
+                    m.running_mean.copy_(mean)
+                    m.running_var.copy_(var)
+                    m.num_batches_tracked.copy_(count)
+                    m.momentum = momentum
+                    m.train(training)
+
+    def _stat_batches(self, image: np.ndarray) -> Iterator[torch.Tensor]:
+        """The image as the prediction pass will see it: whole, or in non-overlapping tiles (the statistics
+        need every pixel once, not the blend's overlap)."""
+        h, w = image.shape[:2]
+        t, d = self.tile, self.pad_divisor
+        if (h <= t and w <= t) or (h + -h % d) * (w + -w % d) <= self.max_whole_px:
+            ph, pw = (-h) % d, (-w) % d
+            padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+            yield torch.from_numpy(np.ascontiguousarray(padded)).permute(2, 0, 1)[None]
+            return
+        ph, pw = max(0, t - h), max(0, t - w)
+        if ph or pw:
+            image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+        xs = tile_starts(image.shape[1], t, 0)
+        for y in tile_starts(image.shape[0], t, 0):
+            for _, batch in self._tiles(image, y, xs):
+                yield batch
 
     def _predict(self, image: np.ndarray, return_probs: bool = False, return_logits: bool = False) -> Prediction:
         h0, w0 = image.shape[:2]
@@ -322,6 +389,14 @@ class TiledPredictor:
     def predict_whole(self, image: np.ndarray) -> np.ndarray:
         """One forward pass over the whole image (padded to the stride): the reference for seams."""
         return self._whole_logits(image).argmax(0).numpy().astype(np.uint8)
+
+
+def batchnorm_layers(model: object) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer that keeps running statistics in ``model`` (none for a plain callable)."""
+    if not isinstance(model, nn.Module):
+        return []
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.running_mean is not None]
 
 
 def _upsample(logits: np.ndarray, size: tuple[int, int], return_probs: bool, return_logits: bool) -> Prediction:

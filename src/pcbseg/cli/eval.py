@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
 from pcbseg.api import CheckpointError, load_model, read_checkpoint
-from pcbseg.cli import exit_with
+from pcbseg.cli import exit_with, predictor_from_config
 from pcbseg.config import CONFIG_PATH
 from pcbseg.data.datamodule import PCBDataModule
 from pcbseg.data.dataset import SegmentationDataset
@@ -72,10 +72,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     if not ids:
         raise DatasetError(dm.layout.splits, f"no image in the {cfg.split!r} split")
     dataset = SegmentationDataset(dm.layout.root, ids)
-    predictor = module.predictor(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, blend=cfg.blend,
-                                 tta=list(cfg.tta), device=cfg.device, precision=str(cfg.precision),
-                                 max_band_width=cfg.max_band_width, max_whole_px=cfg.get("max_whole_px"), scale=cfg.get("scale"),
-                                 px_per_mm=cfg.get("px_per_mm"))
+    predictor = predictor_from_config(module, cfg)
     samples: list[Sample] = []
 
     def keep(image_id: str, image: np.ndarray, target: np.ndarray, pred: np.ndarray, result: ImageResult) -> None:
@@ -88,7 +85,7 @@ def evaluate_checkpoint(cfg: DictConfig, ckpt: Path, out: Path) -> dict:
     metrics.update({"checkpoint": str(ckpt.resolve()), "dataset": str(dm.layout.root.resolve()), "split": cfg.split})
     out.mkdir(parents=True, exist_ok=True)
     metrics["tiling"] = {"tile": predictor.tile, "overlap": predictor.overlap, "tta": predictor.tta,
-                         "scale": predictor.scale, "px_per_mm": cfg.get("px_per_mm")}
+                         "scale": predictor.scale, "px_per_mm": cfg.get("px_per_mm"), "adapt_bn": predictor.adapt_bn}
     write_json(out / "metrics.json", metrics)
     rng = np.random.default_rng(cfg.seed)
     shown = [samples[j] for j in sorted(rng.choice(len(samples), min(cfg.num_show, len(samples)), replace=False))]

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pcbseg.api import CheckpointError, load_model
-from pcbseg.cli import exit_with
+from pcbseg.cli import exit_with, predictor_from_config
 from pcbseg.config import CONFIG_PATH
 from pcbseg.data.layout import IMAGE_EXTENSIONS, DatasetError, read_image, write_image, write_mask
 from pcbseg.inference import Prediction, TiledPredictor, no_board_note
@@ -50,12 +50,13 @@ def overlay(image: np.ndarray, mask: np.ndarray, taxonomy: Taxonomy, alpha: floa
 
 def build_predictor(cfg: DictConfig) -> tuple[TiledPredictor, Taxonomy]:
     model = load_model(cfg.ckpt_path, device=cfg.device)
-    predictor = model.predictor(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, blend=cfg.blend,
-                                tta=list(cfg.tta), device=cfg.device, precision=str(cfg.precision),
-                                max_band_width=cfg.max_band_width, max_whole_px=cfg.get("max_whole_px"), scale=cfg.get("scale"),
-                                px_per_mm=cfg.get("px_per_mm"))
+    predictor = predictor_from_config(model, cfg)
     if cfg.backend == "onnx":
         from pcbseg.export import OnnxForward
+
+        if predictor.adapt_bn:
+            raise ValueError(f"adapt_bn={predictor.adapt_bn:g} needs backend=torch: an ONNX model's BatchNorm "
+                             "statistics are folded into its weights")
 
         predictor.model = OnnxForward(Path(cfg.onnx_path) if cfg.onnx_path else Path(cfg.ckpt_path).with_suffix(".onnx"))
     elif cfg.backend != "torch":
