@@ -1,7 +1,7 @@
 """BatchNorm statistics from each photo (``adapt_bn``) against the training set's, on the registered board photos.
 
     python scripts/bench/adapt_bn.py --photos data/bench-photos --work /tmp/abn --shares 0,0.5,1 \
-        [--zero-shot RUN ...] [--folds S2R_WORK --recipes real-only,sim+real] [--tta hflip,vflip] [--report-only]
+        [--zero-shot RUN ...] [--folds S2R_WORK ... --recipes real-only,sim+real] [--tta hflip,vflip] [--report-only]
 
 A model trained on synthetic boards (or on other boards' photos) meets a photo whose colours, contrast and
 blur its BatchNorm layers never saw. ``pcbseg-predict adapt_bn=S`` measures every BatchNorm layer's mean and
@@ -10,8 +10,9 @@ no label and no other photo is used. This script scores already-trained models b
 
 - ``--zero-shot RUN``: a run of ``experiment=sim_to_real`` (``scripts/bench/zero_shot.py`` or
   ``scripts/sim_to_real.py`` write them), its final model scored on every photo, none of which it saw;
-- ``--folds WORK --recipes ...``: the leave-one-board-out runs of ``scripts/sim_to_real.py`` in ``WORK``
-  (``WORK/runs/BOARD/RECIPE``), each scored on its held-out board's photos (``WORK/folds/BOARD/photos``).
+- ``--folds WORK ... --recipes ...``: the leave-one-board-out runs of ``scripts/sim_to_real.py`` in each
+  ``WORK`` (``WORK/runs/BOARD/RECIPE``; one folder per seed), each scored on its held-out board's photos
+  (``WORK/folds/BOARD/photos``).
 
 Photos are predicted at 15 px/mm as ``pcbseg-eval px_per_mm=15`` does. Per-class IoU from the confusion matrix
 summed over the photos; pixel error beside the error of predicting background everywhere; trace IoU on the photos
@@ -77,14 +78,14 @@ def model_sets(args: argparse.Namespace) -> dict[str, list[tuple[Path, Path, boo
     sets: dict[str, list[tuple[Path, Path, bool]]] = {}
     for run in args.zero_shot:
         sets[f"zero-shot ({run.name})"] = [(final_ckpt(run), args.photos, True)]
-    if args.folds is not None:
-        boards = sorted(p.name for p in (args.folds / "folds").iterdir() if (p / "photos" / "splits.csv").is_file()) \
-            if (args.folds / "folds").is_dir() else []
+    for work in args.folds:
+        boards = sorted(p.name for p in (work / "folds").iterdir() if (p / "photos" / "splits.csv").is_file()) \
+            if (work / "folds").is_dir() else []
         if not boards:
-            raise SystemExit(f"{args.folds}: no folds/BOARD/photos (a work folder of scripts/sim_to_real.py is needed)")
+            raise SystemExit(f"{work}: no folds/BOARD/photos (a work folder of scripts/sim_to_real.py is needed)")
         for recipe in args.recipes:
-            sets[recipe] = [(final_ckpt(args.folds / "runs" / b / recipe), args.folds / "folds" / b / "photos", False)
-                            for b in boards]
+            sets[f"{recipe} ({work.name})"] = [(final_ckpt(work / "runs" / b / recipe), work / "folds" / b / "photos",
+                                                False) for b in boards]
     return sets
 
 
@@ -105,7 +106,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--shares", default="0,0.5,1", help="adapt_bn values; 0 is the model's own statistics")
     ap.add_argument("--zero-shot", type=Path, nargs="*", default=[], metavar="RUN")
-    ap.add_argument("--folds", type=Path, help="a work folder of scripts/sim_to_real.py")
+    ap.add_argument("--folds", type=Path, nargs="*", default=[], metavar="WORK",
+                    help="work folders of scripts/sim_to_real.py (one per seed)")
     ap.add_argument("--recipes", default="real-only", help=f"fold recipes to score, from {', '.join(RECIPES[1:])}")
     ap.add_argument("--tta", default="", help="test-time transforms, e.g. hflip,vflip")
     ap.add_argument("--report-only", action="store_true")
@@ -123,7 +125,7 @@ def main() -> None:
     args.tta = [t for t in args.tta.split(",") if t]
     if not (args.photos / "splits.csv").is_file() or not read_splits(args.photos / "splits.csv"):
         raise SystemExit(f"{args.photos}: no registered photo set (splits.csv missing or empty)")
-    if not args.zero_shot and args.folds is None:
+    if not args.zero_shot and not args.folds:
         raise SystemExit("nothing to score: give --zero-shot RUN and/or --folds WORK")
     sets = model_sets(args)
     rows = []
