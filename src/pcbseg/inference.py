@@ -283,35 +283,38 @@ class TiledPredictor:
     def _stat_batches(self, image: np.ndarray) -> Iterator[torch.Tensor]:
         """The image as the prediction pass will see it: whole, or in non-overlapping tiles (the statistics
         need every pixel once, not the blend's overlap)."""
-        h, w = image.shape[:2]
-        t, d = self.tile, self.pad_divisor
-        if (h <= t and w <= t) or (h + -h % d) * (w + -w % d) <= self.max_whole_px:
-            ph, pw = (-h) % d, (-w) % d
-            padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
-            yield torch.from_numpy(np.ascontiguousarray(padded)).permute(2, 0, 1)[None]
+        if self._whole(image):
+            yield self._whole_batch(image)
             return
-        ph, pw = max(0, t - h), max(0, t - w)
-        if ph or pw:
-            image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
-        xs = tile_starts(image.shape[1], t, 0)
-        for y in tile_starts(image.shape[0], t, 0):
+        image = self._pad_to_tile(image)
+        xs = tile_starts(image.shape[1], self.tile, 0)
+        for y in tile_starts(image.shape[0], self.tile, 0):
             for _, batch in self._tiles(image, y, xs):
                 yield batch
+
+    def _whole(self, image: np.ndarray) -> bool:
+        """Whether ``image`` goes through the network in one pass (see ``max_whole_px``)."""
+        h, w = image.shape[:2]
+        d = self.pad_divisor
+        return (h <= self.tile and w <= self.tile) or (h + -h % d) * (w + -w % d) <= self.max_whole_px
+
+    def _pad_to_tile(self, image: np.ndarray) -> np.ndarray:
+        """An image smaller than a tile on one side, padded (reflected) to a tile there."""
+        h, w = image.shape[:2]
+        ph, pw = max(0, self.tile - h), max(0, self.tile - w)
+        if not (ph or pw):
+            return image
+        return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
 
     def _predict(self, image: np.ndarray, return_probs: bool = False, return_logits: bool = False) -> Prediction:
         h0, w0 = image.shape[:2]
         t, c = self.tile, self.num_classes
-        d = self.pad_divisor
-        whole = (h0 + -h0 % d) * (w0 + -w0 % d) <= self.max_whole_px
-        if (h0 <= t and w0 <= t) or whole:  # a single pass, padded only to the encoder stride
+        if self._whole(image):  # a single pass, padded only to the encoder stride
             logits = self._whole_logits(image)
             return Prediction(mask=logits.argmax(0).numpy().astype(np.uint8),
                               probs=logits.softmax(0).numpy().astype(np.float16) if return_probs else None,
                               logits=logits.numpy() if return_logits else None)
-        # An image smaller than a tile on one side is padded (reflected) to a tile there.
-        ph, pw = max(0, t - h0), max(0, t - w0)
-        if ph or pw:
-            image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h0, w0) > 1 else "edge")
+        image = self._pad_to_tile(image)
         h, w = image.shape[:2]
         ys, xs = tile_starts(h, t, self.overlap), tile_starts(w, t, self.overlap)
         out = Prediction(
@@ -377,13 +380,16 @@ class TiledPredictor:
                     wt[:, off:off + t, x - left:x - left + t] += self.weight
         flush(h)
 
-    def _whole_logits(self, image: np.ndarray) -> torch.Tensor:
+    def _whole_batch(self, image: np.ndarray) -> torch.Tensor:
+        """``image`` as a batch of one, padded (reflected) to the encoder stride."""
         h, w = image.shape[:2]
         d = self.pad_divisor
-        ph, pw = (-h) % d, (-w) % d
-        padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
-        x = torch.from_numpy(np.ascontiguousarray(padded)).permute(2, 0, 1)[None]
-        return self._forward(x)[0, :, :h, :w]
+        padded = np.pad(image, ((0, (-h) % d), (0, (-w) % d), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+        return torch.from_numpy(np.ascontiguousarray(padded)).permute(2, 0, 1)[None]
+
+    def _whole_logits(self, image: np.ndarray) -> torch.Tensor:
+        h, w = image.shape[:2]
+        return self._forward(self._whole_batch(image))[0, :, :h, :w]
 
     @torch.no_grad()
     def predict_whole(self, image: np.ndarray) -> np.ndarray:
