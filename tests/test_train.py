@@ -298,27 +298,32 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "con
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_runs_one_batch(tmp_path: Path, synth_root: Path, experiment: str):
+def test_every_experiment_runs_one_batch(tmp_path: Path, synth_root: Path, experiment: str, request):
     # Sweep experiments run their first combination here: a plain run ignores hydra.sweeper.params.
-    root = synth_root
-    if experiment == "sim_plus_real":  # its source weights name the merged sets' folders: sim and photos
+    root, extra = synth_root, []
+    if experiment == "finetune_photos":  # fine-tunes a trained model: the session's tiny run stands in for it
+        extra = [f"init_from={request.getfixturevalue('checkpoint')}"]
+    if experiment in ("sim_plus_real", "finetune_photos"):  # source weights name the merged sets' folders
         from pcbseg.data.merge import merge_datasets
         from pcbseg.data.synth import write_dataset
 
         parts = [write_dataset(tmp_path / name, num_boards=4, size=64, seed=k, workers=1, valid_pct=0.25)
                  for k, name in enumerate(("sim", "photos"))]
         root = merge_datasets(parts, tmp_path / "both").root
-    summary, _ = _run_in_process(tmp_path, root, f"experiment={experiment}", "debug=fdr", "data.synth=null")
+    summary, _ = _run_in_process(tmp_path, root, f"experiment={experiment}", "debug=fdr", "data.synth=null", *extra)
     assert summary["global_steps"] == 1
+    assert summary["initialised_from"] == (extra[0].split("=", 1)[1] if extra else None)
 
 
-@pytest.mark.parametrize("case", ["negative_lr", "bad_schedule", "malformed_classes", "missing_ckpt"])
+@pytest.mark.parametrize("case", ["negative_lr", "bad_schedule", "malformed_classes", "missing_ckpt", "missing_init"])
 def test_bad_settings_end_in_one_paragraph_without_a_traceback(tmp_path: Path, dataset: Path, case: str):
     overrides = {
         "negative_lr": (["model.lr=-1"], "model.lr=-1"),
         "bad_schedule": (["model.schedule=linear"], "model.schedule='linear'"),
         "malformed_classes": ([], "classes.yaml: not valid YAML at line"),
         "missing_ckpt": ([f"ckpt_path={tmp_path / 'gone.ckpt'}"], "checkpoint not found"),
+        # the fine-tuning recipe without the model it fine-tunes would quietly start from ImageNet weights
+        "missing_init": (["experiment=finetune_photos"], "init_from: experiment finetune_photos starts from a trained"),
     }[case]
     if case == "malformed_classes":
         (dataset / "classes.yaml").write_text("classes: [name: x\n")

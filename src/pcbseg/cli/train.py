@@ -81,6 +81,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         (out / "metrics.csv").rename(out / f"metrics.before-{time.strftime('%Y%m%d-%H%M%S')}.csv")
     # Lightning's CSV logger warns about the folder Hydra already made for this run; nothing is lost.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    if cfg.get("init_from_required") and not cfg.get("init_from"):
+        # a recipe that fine-tunes a trained model (experiment=finetune_photos) must not quietly start from ImageNet
+        raise ConfigError(f"init_from: experiment {cfg.get('task_name')} starts from a trained model's weights; "
+                          "add init_from=<an experiment=sim_to_real run>/checkpoints/last.ckpt")
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
