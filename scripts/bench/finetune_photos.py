@@ -16,6 +16,8 @@ simulated set ``WORK/data/sim``, the folds ``WORK/folds/BOARD/{photos,sim}`` and
 ``--minutes-fold`` without validation; the final models are scored on the held-out board's photos at
 15 px/mm. Per-class IoU from the confusion matrices summed over the six held-out boards; trace also on the
 photos of bare boards.
+
+The variant ``lr3e-4=model.lr=3e-4`` is ``experiment=finetune_photos``, the recipe these runs chose.
 """
 
 from __future__ import annotations
