@@ -315,7 +315,8 @@ def test_every_experiment_runs_one_batch(tmp_path: Path, synth_root: Path, exper
     assert summary["initialised_from"] == (extra[0].split("=", 1)[1] if extra else None)
 
 
-@pytest.mark.parametrize("case", ["negative_lr", "bad_schedule", "malformed_classes", "missing_ckpt", "missing_init"])
+@pytest.mark.parametrize("case", ["negative_lr", "bad_schedule", "malformed_classes", "missing_ckpt", "missing_init",
+                                  "resume_needs_no_init"])
 def test_bad_settings_end_in_one_paragraph_without_a_traceback(tmp_path: Path, dataset: Path, case: str):
     overrides = {
         "negative_lr": (["model.lr=-1"], "model.lr=-1"),
@@ -324,6 +325,8 @@ def test_bad_settings_end_in_one_paragraph_without_a_traceback(tmp_path: Path, d
         "missing_ckpt": ([f"ckpt_path={tmp_path / 'gone.ckpt'}"], "checkpoint not found"),
         # the fine-tuning recipe without the model it fine-tunes would quietly start from ImageNet weights
         "missing_init": (["experiment=finetune_photos"], "init_from: experiment finetune_photos starts from a trained"),
+        # resuming a killed fine-tuning run takes ckpt_path alone (init_from beside it is refused): the checkpoint is checked
+        "resume_needs_no_init": (["experiment=finetune_photos", f"ckpt_path={tmp_path / 'gone.ckpt'}"], "checkpoint not found"),
     }[case]
     if case == "malformed_classes":
         (dataset / "classes.yaml").write_text("classes: [name: x\n")

@@ -76,15 +76,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     if (out / "summary.json").exists():
         raise FileExistsError(f"{out}: holds a finished run (summary.json); choose another hydra.run.dir")
+    if cfg.get("init_from_required") and not cfg.get("init_from") and not cfg.get("ckpt_path"):
+        # a fine-tuning recipe (experiment=finetune_photos) must not quietly start from ImageNet weights;
+        # resuming a killed run of it needs ckpt_path alone
+        raise ConfigError(f"init_from: experiment {cfg.get('task_name')} starts from a trained model's weights; "
+                          "add init_from=<an experiment=sim_to_real run>/checkpoints/last.ckpt")
     rank_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
     if rank_zero and (out / "metrics.csv").exists():  # resuming into a killed run's folder: Lightning would delete it
         (out / "metrics.csv").rename(out / f"metrics.before-{time.strftime('%Y%m%d-%H%M%S')}.csv")
     # Lightning's CSV logger warns about the folder Hydra already made for this run; nothing is lost.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
-    if cfg.get("init_from_required") and not cfg.get("init_from"):
-        # a recipe that fine-tunes a trained model (experiment=finetune_photos) must not quietly start from ImageNet
-        raise ConfigError(f"init_from: experiment {cfg.get('task_name')} starts from a trained model's weights; "
-                          "add init_from=<an experiment=sim_to_real run>/checkpoints/last.ckpt")
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
